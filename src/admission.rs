@@ -1,0 +1,454 @@
+//! AdmissionReview in, AdmissionReview out.
+//!
+//! Decodes the body, reduces the request to a [`Change`] for the policy
+//! functions and encodes their answer. Bad input never panics: a request
+//! whose uid can be read gets a well-formed denial, any other gets HTTP 400.
+//! Messages about undecodable input name a position, never a value, so
+//! secret data cannot reach a log line or a response.
+
+use json_patch::PatchOperation;
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::admission::{self, AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::core::{DynamicObject, GroupVersionKind};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tracing::info;
+
+use crate::policy::{Allow, Change, Deny, Operation, Settings, Verdict};
+use crate::{mutate, patch, validate};
+
+const API_VERSION: &str = "admission.k8s.io/v1";
+const KIND: &str = "AdmissionReview";
+
+/// The webhook endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Validate,
+    Mutate,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Validate => "validate",
+            Endpoint::Mutate => "mutate",
+        }
+    }
+}
+
+/// How a request ended, for logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Decision {
+    Allowed,
+    Patched,
+    Denied,
+    /// No uid could be read: answered with HTTP 400.
+    BadRequest,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allowed => "allowed",
+            Decision::Patched => "patched",
+            Decision::Denied => "denied",
+            Decision::BadRequest => "bad_request",
+        }
+    }
+}
+
+/// The answer to one HTTP request body.
+#[derive(Debug)]
+pub struct Outcome {
+    pub decision: Decision,
+    /// `Secret`, `Pod`, …; `unknown` when it could not be read.
+    pub kind: String,
+    /// JSON AdmissionReview (or, for [`Decision::BadRequest`], the reason as text).
+    pub body: Vec<u8>,
+}
+
+/// Decodes, decides and encodes admission requests.
+#[derive(Clone, Debug, Default)]
+pub struct Admission {
+    settings: Settings,
+}
+
+impl Admission {
+    pub fn new(settings: Settings) -> Self {
+        Admission { settings }
+    }
+
+    /// Answers one AdmissionReview body.
+    pub fn review(&self, endpoint: Endpoint, body: &[u8]) -> Outcome {
+        let req = match decode(body) {
+            Ok(req) => req,
+            Err(Undecodable::NoUid(reason)) => {
+                info!(endpoint = endpoint.as_str(), %reason, "bad request");
+                return Outcome {
+                    decision: Decision::BadRequest,
+                    kind: "unknown".into(),
+                    body: reason.into_bytes(),
+                };
+            }
+            Err(Undecodable::WithUid { uid, reason }) => {
+                info!(endpoint = endpoint.as_str(), %uid, %reason, "denied");
+                let mut response = AdmissionResponse::invalid(&reason);
+                response.uid = uid;
+                return encode(response, Decision::Denied, "unknown".into());
+            }
+        };
+        let kind = req.kind.kind.clone();
+        let (verdict, ops) = self.decide(endpoint, &req);
+        let mut response = AdmissionResponse::from(&req);
+        let decision = match verdict {
+            Err(Deny(message)) => {
+                response = response.deny(message);
+                Decision::Denied
+            }
+            Ok(Allow { warnings }) => {
+                if !warnings.is_empty() {
+                    response.warnings = Some(warnings);
+                }
+                if ops.is_empty() {
+                    Decision::Allowed
+                } else {
+                    match response.clone().with_patch(patch::patch(ops)) {
+                        Ok(patched) => {
+                            response = patched;
+                            Decision::Patched
+                        }
+                        Err(error) => {
+                            response = response
+                                .deny(format!("credgate could not encode its patch: {error}"));
+                            Decision::Denied
+                        }
+                    }
+                }
+            }
+        };
+        info!(
+            endpoint = endpoint.as_str(),
+            uid = %req.uid,
+            kind = %kind,
+            namespace = req.namespace.as_deref().unwrap_or(""),
+            name = %req.name,
+            operation = ?req.operation,
+            decision = decision.as_str(),
+            message = %response.result.message,
+        );
+        encode(response, decision, kind)
+    }
+
+    fn decide(
+        &self,
+        endpoint: Endpoint,
+        req: &AdmissionRequest<DynamicObject>,
+    ) -> (Verdict, Vec<PatchOperation>) {
+        let unsupported = || {
+            Err(Deny(format!(
+                "credgate does not handle {}{} on /{}; check the webhook configuration's rules",
+                kind_name(&req.kind),
+                req.sub_resource
+                    .as_deref()
+                    .map(|s| format!(" (subresource {s})"))
+                    .unwrap_or_default(),
+                endpoint.as_str()
+            )))
+        };
+        if req.sub_resource.is_some() {
+            return (unsupported(), Vec::new());
+        }
+        match (
+            req.kind.group.as_str(),
+            req.kind.version.as_str(),
+            req.kind.kind.as_str(),
+        ) {
+            ("", "v1", "Secret") => {
+                let (object, old_object) = match typed::<Secret>(req) {
+                    Ok(objects) => objects,
+                    Err(deny) => return (Err(deny), Vec::new()),
+                };
+                let change = change(req, object.as_ref(), old_object.as_ref());
+                match endpoint {
+                    Endpoint::Validate => (validate::secret(&self.settings, &change), Vec::new()),
+                    Endpoint::Mutate => (Ok(Allow::default()), mutate::secret(&change)),
+                }
+            }
+            _ => (unsupported(), Vec::new()),
+        }
+    }
+}
+
+fn kind_name(gvk: &GroupVersionKind) -> String {
+    if gvk.group.is_empty() {
+        format!("{}/{}", gvk.version, gvk.kind)
+    } else {
+        format!("{}/{}/{}", gvk.group, gvk.version, gvk.kind)
+    }
+}
+
+fn change<'a, K>(
+    req: &'a AdmissionRequest<DynamicObject>,
+    object: Option<&'a K>,
+    old_object: Option<&'a K>,
+) -> Change<'a, K> {
+    Change {
+        operation: match req.operation {
+            admission::Operation::Create => Operation::Create,
+            admission::Operation::Update => Operation::Update,
+            admission::Operation::Delete => Operation::Delete,
+            admission::Operation::Connect => Operation::Connect,
+        },
+        user: req.user_info.username.as_deref().unwrap_or(""),
+        namespace: req.namespace.as_deref().unwrap_or(""),
+        object,
+        old_object,
+    }
+}
+
+/// The request's object and old object as `K`.
+fn typed<K: DeserializeOwned>(
+    req: &AdmissionRequest<DynamicObject>,
+) -> Result<(Option<K>, Option<K>), Deny> {
+    let convert = |which: &str, object: &Option<DynamicObject>| -> Result<Option<K>, Deny> {
+        object
+            .as_ref()
+            .map(|o| {
+                serde_json::to_value(o)
+                    .and_then(serde_json::from_value)
+                    .map_err(|e| {
+                        Deny(format!(
+                            "the {which} could not be read as {}: {}",
+                            req.kind.kind,
+                            describe_json_error(&e)
+                        ))
+                    })
+            })
+            .transpose()
+    };
+    Ok((
+        convert("object", &req.object)?,
+        convert("oldObject", &req.old_object)?,
+    ))
+}
+
+enum Undecodable {
+    NoUid(String),
+    WithUid { uid: String, reason: String },
+}
+
+fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Undecodable> {
+    match serde_json::from_slice::<AdmissionReview<DynamicObject>>(body) {
+        Ok(review) => {
+            let uid = review
+                .request
+                .as_ref()
+                .map(|r| r.uid.clone())
+                .filter(|u| !u.is_empty());
+            let Some(uid) = uid else {
+                return Err(Undecodable::NoUid(
+                    "the AdmissionReview has no request.uid".into(),
+                ));
+            };
+            if review.types.api_version != API_VERSION || review.types.kind != KIND {
+                return Err(Undecodable::WithUid {
+                    uid,
+                    reason: format!(
+                        "credgate answers {API_VERSION} {KIND} only, not {:?} {:?}; set admissionReviewVersions: [v1] in the webhook configuration",
+                        review.types.api_version, review.types.kind
+                    ),
+                });
+            }
+            review
+                .try_into()
+                .map_err(|_| Undecodable::NoUid("the AdmissionReview has no request".into()))
+        }
+        Err(error) => {
+            #[derive(Deserialize)]
+            struct Probe {
+                request: Option<ProbeRequest>,
+            }
+            #[derive(Deserialize)]
+            struct ProbeRequest {
+                uid: Option<serde_json::Value>,
+            }
+            let probe = serde_json::from_slice::<Probe>(body).ok();
+            let problem = match &probe {
+                // Well-formed JSON: whatever serde's category, a field is at fault.
+                Some(_) => format!(
+                    "a field is missing or has the wrong type at line {} column {}",
+                    error.line(),
+                    error.column()
+                ),
+                None => describe_json_error(&error),
+            };
+            let reason = format!("the AdmissionReview could not be decoded: {problem}");
+            let uid = probe
+                .and_then(|p| p.request?.uid)
+                .and_then(|uid| uid.as_str().map(str::to_owned))
+                .filter(|u| !u.is_empty());
+            match uid {
+                Some(uid) => Err(Undecodable::WithUid { uid, reason }),
+                None => Err(Undecodable::NoUid(reason)),
+            }
+        }
+    }
+}
+
+/// A JSON error without the input it quotes: category and position only.
+pub fn describe_json_error(error: &serde_json::Error) -> String {
+    let what = match error.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "malformed JSON",
+        serde_json::error::Category::Eof => "truncated JSON",
+        serde_json::error::Category::Data => "a field is missing or has the wrong type",
+    };
+    if error.line() == 0 {
+        what.to_owned()
+    } else {
+        format!("{what} at line {} column {}", error.line(), error.column())
+    }
+}
+
+fn encode(response: AdmissionResponse, decision: Decision, kind: String) -> Outcome {
+    let body = serde_json::to_vec(&response.into_review()).unwrap_or_else(|_| {
+        // Serialising a response made of strings cannot fail; keep a valid answer anyway.
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":false}}"#.to_vec()
+    });
+    Outcome {
+        decision,
+        kind,
+        body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn review(request: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({"apiVersion": API_VERSION, "kind": KIND, "request": request}))
+            .unwrap()
+    }
+
+    fn secret_request(op: &str, object: Value) -> Value {
+        json!({
+            "uid": "u-1",
+            "kind": {"group": "", "version": "v1", "kind": "Secret"},
+            "resource": {"group": "", "version": "v1", "resource": "secrets"},
+            "name": "reg", "namespace": "team-a", "operation": op,
+            "userInfo": {"username": "alice"},
+            "object": object, "oldObject": null, "dryRun": false,
+        })
+    }
+
+    fn response(outcome: &Outcome) -> Value {
+        serde_json::from_slice::<Value>(&outcome.body).unwrap()["response"].clone()
+    }
+
+    #[test]
+    fn bad_input_classes() {
+        let admission = Admission::default();
+        let no_uid: Vec<(&str, Vec<u8>)> = vec![
+            ("malformed", b"{not json".to_vec()),
+            (
+                "truncated",
+                br#"{"apiVersion":"admission.k8s.io/v1","kind":"Admis"#.to_vec(),
+            ),
+            ("empty", Vec::new()),
+            (
+                "no request",
+                br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec(),
+            ),
+            (
+                "no uid",
+                review(json!({"kind": {"group": "", "version": "v1", "kind": "Secret"}})),
+            ),
+            ("array", b"[1,2,3]".to_vec()),
+            ("deep nesting", "[".repeat(100_000).into_bytes()),
+        ];
+        for (name, body) in no_uid {
+            let outcome = admission.review(Endpoint::Validate, &body);
+            assert_eq!(outcome.decision, Decision::BadRequest, "{name}");
+        }
+
+        let mut wrong_version =
+            serde_json::from_slice::<Value>(&review(secret_request("CREATE", json!({})))).unwrap();
+        wrong_version["apiVersion"] = json!("admission.k8s.io/v1beta1");
+        let mut bad_field = secret_request("CREATE", json!({}));
+        bad_field["operation"] = json!(42);
+        let mut bad_data = secret_request(
+            "CREATE",
+            json!({"metadata": {"name": "x"}, "data": {"k": "not base64!!"}}),
+        );
+        bad_data["uid"] = json!("u-1");
+        let pod = {
+            let mut r = secret_request("CREATE", json!({"metadata": {"name": "p"}}));
+            r["kind"] = json!({"group": "", "version": "v1", "kind": "Pod"});
+            r
+        };
+        let subresource = {
+            let mut r = secret_request("UPDATE", json!({"metadata": {"name": "p"}}));
+            r["subResource"] = json!("status");
+            r
+        };
+        let with_uid: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "wrong apiVersion",
+                serde_json::to_vec(&wrong_version).unwrap(),
+                "admission.k8s.io/v1 AdmissionReview only",
+            ),
+            (
+                "field of wrong type",
+                review(bad_field),
+                "could not be decoded: a field is missing or has the wrong type",
+            ),
+            (
+                "secret data not base64",
+                review(bad_data),
+                "could not be read as Secret",
+            ),
+            (
+                "unknown kind",
+                review(pod),
+                "does not handle v1/Pod on /validate",
+            ),
+            ("subresource", review(subresource), "(subresource status)"),
+        ];
+        for (name, body, fragment) in with_uid {
+            let outcome = admission.review(Endpoint::Validate, &body);
+            assert_eq!(outcome.decision, Decision::Denied, "{name}");
+            let r = response(&outcome);
+            assert_eq!(r["uid"], "u-1", "{name}");
+            assert_eq!(r["allowed"], false, "{name}");
+            let message = r["status"]["message"].as_str().unwrap();
+            assert!(
+                message.contains(fragment),
+                "{name}: {message:?} lacks {fragment:?}"
+            );
+            assert!(!message.contains("not base64!!"), "{name}: value quoted");
+        }
+    }
+
+    #[test]
+    fn mutate_answers_with_a_json_patch() {
+        let secret = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "g", "namespace": "team-a", "labels": {"run.ai/resource": "generic"}},
+            "type": "Opaque", "data": {"k": "dg=="},
+        });
+        let outcome = Admission::default()
+            .review(Endpoint::Mutate, &review(secret_request("CREATE", secret)));
+        assert_eq!(outcome.decision, Decision::Patched);
+        let r = response(&outcome);
+        assert_eq!(r["allowed"], true);
+        assert_eq!(r["patchType"], "JSONPatch");
+        let bytes: Vec<u8> = serde_json::from_value(r["patch"].clone()).unwrap();
+        let patch: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            patch,
+            json!([{"op": "add", "path": "/metadata/annotations", "value": {"run.ai/created-by": "alice"}}])
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! Command line: `credgate serve` and `credgate certs`, one flattened group per concern.
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::info;
+
+use crate::admission::Admission;
+use crate::certs;
+use crate::metrics::Metrics;
+use crate::policy::Settings;
+use crate::server::{self, Server};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "credgate",
+    version,
+    about = "Run:ai-style credentials for plain Kubernetes: an admission webhook"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the admission webhook (HTTPS) and the admin port (HTTP).
+    Serve(ServeArgs),
+    /// Issue a CA and a serving certificate (rcgen, ECDSA P-256) and print the caBundle.
+    Certs(CertsArgs),
+}
+
+impl Command {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Serve(args) => args.run().await,
+            Command::Certs(args) => args.run(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log filter, e.g. `info` or `credgate=debug,kube=warn`.
+    #[arg(long, env = "CREDGATE_LOG", default_value = "info", global = true)]
+    pub log_level: String,
+    #[arg(
+        long,
+        value_enum,
+        env = "CREDGATE_LOG_FORMAT",
+        default_value = "plain",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+impl LogArgs {
+    pub fn init(&self) -> anyhow::Result<()> {
+        let filter = tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .with_context(|| format!("--log-level {:?} is not a valid filter", self.log_level))?;
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        match self.log_format {
+            LogFormat::Plain => builder.init(),
+            LogFormat::Json => builder.json().flatten_event(true).init(),
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address of the HTTPS webhook.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    pub addr: SocketAddr,
+    /// Address of the plain-HTTP admin port (/livez, /readyz, /metrics).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub admin_addr: SocketAddr,
+    /// Serving certificate (PEM); re-read when the file changes.
+    #[arg(long, default_value = "certs/tls.crt")]
+    pub tls_cert: PathBuf,
+    /// Key of the serving certificate (PEM); re-read when the file changes.
+    #[arg(long, default_value = "certs/tls.key")]
+    pub tls_key: PathBuf,
+    /// Largest request body in bytes (an UPDATE review carries two objects).
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Seconds to receive request headers or finish a TLS handshake.
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Seconds to receive a whole request body.
+    #[arg(long, default_value_t = 10)]
+    pub body_timeout_secs: u64,
+    /// Seconds in-flight requests get after SIGTERM.
+    #[arg(long, default_value_t = 25)]
+    pub shutdown_grace_secs: u64,
+    /// Connections served at once.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Namespace of cluster- and department-scoped credentials.
+    #[arg(long, env = "CREDGATE_CREDENTIALS_NAMESPACE", default_value = "runai")]
+    pub credentials_namespace: String,
+}
+
+impl ServerArgs {
+    pub fn options(&self) -> server::Options {
+        server::Options {
+            addr: self.addr,
+            admin_addr: self.admin_addr,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            limits: server::http::Limits {
+                max_body_bytes: self.max_body_bytes,
+                body_timeout: Duration::from_secs(self.body_timeout_secs),
+            },
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            max_connections: self.max_connections.max(1),
+        }
+    }
+}
+
+impl ServeArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let settings = Settings {
+            credentials_namespace: self.policy.credentials_namespace,
+        };
+        let metrics = Arc::new(Metrics::default());
+        let server = Server::bind(self.server.options(), Admission::new(settings), metrics).await?;
+        server.run(shutdown_signal()).await;
+        Ok(())
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = term => info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Folder for ca.crt, ca.key, tls.crt and tls.key.
+    #[arg(long, default_value = "certs")]
+    pub out: PathBuf,
+    /// DNS name of the serving certificate (repeatable). Default: localhost and the in-cluster service names.
+    #[arg(long = "dns")]
+    pub dns: Vec<String>,
+    /// IP address of the serving certificate (repeatable). Default: 127.0.0.1.
+    #[arg(long = "ip")]
+    pub ips: Vec<IpAddr>,
+    /// Days the serving certificate is valid.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Replace the CA in --out instead of reusing it (the caBundle changes).
+    #[arg(long)]
+    pub new_ca: bool,
+}
+
+impl CertsArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let issued = certs::issue(&certs::Request {
+            out: self.out,
+            dns: self.dns,
+            ips: self.ips,
+            days: self.days,
+            new_ca: self.new_ca,
+        })?;
+        info!(
+            ca = %issued.ca_cert.display(),
+            cert = %issued.tls_cert.display(),
+            key = %issued.tls_key.display(),
+            ca_reused = issued.ca_reused,
+            "certificates written; caBundle on stdout"
+        );
+        println!("{}", issued.ca_bundle);
+        Ok(())
+    }
+}

@@ -1,0 +1,209 @@
+//! Development and built-in certificates: an ECDSA P-256 CA and a serving
+//! certificate signed by it (rcgen).
+//!
+//! An existing CA in the output folder is reused, so issuing again rotates the
+//! serving certificate without changing the `caBundle` the API server trusts.
+
+use base64::Engine as _;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
+};
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use time::{Duration, OffsetDateTime};
+
+/// Names the serving certificate covers when none are given.
+pub const DEFAULT_DNS: &[&str] = &[
+    "localhost",
+    "credgate",
+    "credgate.credgate-system",
+    "credgate.credgate-system.svc",
+    "credgate.credgate-system.svc.cluster.local",
+];
+pub const DEFAULT_IPS: &[&str] = &["127.0.0.1"];
+
+/// What to issue.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub out: PathBuf,
+    pub dns: Vec<String>,
+    pub ips: Vec<IpAddr>,
+    /// Validity of the serving certificate.
+    pub days: u32,
+    /// Make a new CA even if the folder has one.
+    pub new_ca: bool,
+}
+
+/// The files written, and the CA bundle for `caBundle`.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    pub ca_cert: PathBuf,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub ca_reused: bool,
+    /// Base64 of the CA certificate PEM, as `caBundle` wants it.
+    pub ca_bundle: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the CA in {path} cannot be used ({source}); pass --new-ca to replace it")]
+    BadCa { path: PathBuf, source: rcgen::Error },
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+/// Issues (or renews) the serving certificate, writing every file atomically.
+pub fn issue(req: &Request) -> Result<Issued, CertError> {
+    std::fs::create_dir_all(&req.out).map_err(|source| CertError::Write {
+        path: req.out.clone(),
+        source,
+    })?;
+    let ca_cert_path = req.out.join("ca.crt");
+    let ca_key_path = req.out.join("ca.key");
+    let now = OffsetDateTime::now_utc();
+
+    let reuse = !req.new_ca && ca_cert_path.exists() && ca_key_path.exists();
+    let (ca_pem, ca_key) = if reuse {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|source| CertError::Read {
+                path: p.to_owned(),
+                source,
+            })
+        };
+        let pem = read(&ca_cert_path)?;
+        let key = KeyPair::from_pem(&read(&ca_key_path)?).map_err(|source| CertError::BadCa {
+            path: ca_key_path.clone(),
+            source,
+        })?;
+        (pem, key)
+    } else {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name = name("credgate CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_before = now - Duration::hours(1);
+        params.not_after = now + Duration::days(3650);
+        let pem = params.self_signed(&key)?.pem();
+        write(&ca_key_path, key.serialize_pem().as_bytes(), true)?;
+        write(&ca_cert_path, pem.as_bytes(), false)?;
+        (pem, key)
+    };
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).map_err(|source| CertError::BadCa {
+        path: ca_cert_path.clone(),
+        source,
+    })?;
+
+    let (dns, ips) = if req.dns.is_empty() && req.ips.is_empty() {
+        (
+            DEFAULT_DNS.iter().map(|s| (*s).to_owned()).collect(),
+            DEFAULT_IPS.iter().filter_map(|s| s.parse().ok()).collect(),
+        )
+    } else {
+        (req.dns.clone(), req.ips.clone())
+    };
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(dns.clone())?;
+    params
+        .subject_alt_names
+        .extend(ips.into_iter().map(SanType::IpAddress));
+    params.distinguished_name = name(dns.first().map_or("credgate", String::as_str));
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(i64::from(req.days));
+    let cert = params.signed_by(&key, &issuer)?;
+
+    let tls_cert = req.out.join("tls.crt");
+    let tls_key = req.out.join("tls.key");
+    // Key first: a server that reloads between the two renames sees a
+    // mismatched pair, refuses it and keeps serving the old one.
+    write(&tls_key, key.serialize_pem().as_bytes(), true)?;
+    write(&tls_cert, cert.pem().as_bytes(), false)?;
+    Ok(Issued {
+        ca_cert: ca_cert_path,
+        tls_cert,
+        tls_key,
+        ca_reused: reuse,
+        ca_bundle: base64::engine::general_purpose::STANDARD.encode(ca_pem),
+    })
+}
+
+fn name(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+/// Writes through a temporary file and a rename, so readers never see half a file.
+fn write(path: &Path, contents: &[u8], private: bool) -> Result<(), CertError> {
+    let err = |source| CertError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    if private {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&tmp).map_err(err)?;
+    file.write_all(contents).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issues_then_renews_with_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let req = Request {
+            out: dir.path().to_owned(),
+            dns: vec![],
+            ips: vec![],
+            days: 30,
+            new_ca: false,
+        };
+        let first = issue(&req).unwrap();
+        assert!(!first.ca_reused);
+        let cert1 = std::fs::read(&first.tls_cert).unwrap();
+        let second = issue(&req).unwrap();
+        assert!(second.ca_reused);
+        assert_eq!(first.ca_bundle, second.ca_bundle);
+        assert_ne!(cert1, std::fs::read(&second.tls_cert).unwrap());
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&second.tls_key)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let third = issue(&Request {
+            new_ca: true,
+            ..req
+        })
+        .unwrap();
+        assert_ne!(third.ca_bundle, first.ca_bundle);
+    }
+}

@@ -1,0 +1,19 @@
+//! credgate: Run:ai-style credentials for plain Kubernetes.
+//!
+//! Data flow: [`server`] (TLS, HTTP) → [`admission`] (AdmissionReview in/out)
+//! → pure policy ([`validate`], [`mutate`] over the [`credential`] model) →
+//! [`patch`]. [`certs`] issues development and built-in certificates.
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod args;
+pub mod certs;
+pub mod credential;
+pub mod dockerconfig;
+pub mod metrics;
+pub mod mutate;
+pub mod patch;
+pub mod policy;
+pub mod registry;
+pub mod server;
+pub mod validate;

@@ -1,0 +1,202 @@
+//! Prometheus metrics (prometheus-client). Labels are endpoints, kinds and
+//! decisions: never names, users or anything read from secret data.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+use crate::admission::{Decision, Endpoint};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: &'static str,
+    kind: String,
+    decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: u16,
+}
+
+/// Every metric credgate exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<EndpointLabels, Histogram>,
+    http_errors: Family<StatusLabels, Counter>,
+    in_flight: Gauge,
+    tls_reloads: Counter,
+    tls_reload_failures: Counter,
+}
+
+/// Kinds that may become label values; anything else is counted as `other`
+/// so a caller cannot grow the label set without bound.
+const KNOWN_KINDS: &[&str] = &[
+    "Secret",
+    "Pod",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+    "CronJob",
+    "PodTemplate",
+];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("credgate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "admission_requests",
+            "Admission requests by endpoint, kind and decision",
+            requests.clone(),
+        );
+        let duration = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_025, 2.0, 16))
+        });
+        registry.register(
+            "admission_duration_seconds",
+            "Time from a complete request body to an encoded answer",
+            duration.clone(),
+        );
+        let http_errors = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "http_errors",
+            "Webhook HTTP answers other than 200, by status",
+            http_errors.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "in_flight_requests",
+            "Webhook requests being received or answered",
+            in_flight.clone(),
+        );
+        let tls_reloads = Counter::default();
+        registry.register(
+            "tls_reloads",
+            "Serving certificates loaded after a change of the files",
+            tls_reloads.clone(),
+        );
+        let tls_reload_failures = Counter::default();
+        registry.register(
+            "tls_reload_failures",
+            "Changed certificate files that could not be loaded (the previous certificate stays)",
+            tls_reload_failures.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            http_errors,
+            in_flight,
+            tls_reloads,
+            tls_reload_failures,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn admission(&self, endpoint: Endpoint, kind: &str, decision: Decision, elapsed: Duration) {
+        let kind = KNOWN_KINDS
+            .iter()
+            .find(|k| **k == kind)
+            .copied()
+            .unwrap_or("other");
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint: endpoint.as_str(),
+                kind: kind.to_owned(),
+                decision: decision.as_str(),
+            })
+            .inc();
+        self.duration
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.as_str(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn http_error(&self, status: u16) {
+        self.http_errors
+            .get_or_create(&StatusLabels { status })
+            .inc();
+    }
+
+    /// Counts a request as in flight until the guard is dropped.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+
+    pub fn tls_reloaded(&self, ok: bool) {
+        if ok {
+            &self.tls_reloads
+        } else {
+            &self.tls_reload_failures
+        }
+        .inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Decrements the in-flight gauge when dropped.
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_kinds_do_not_grow_labels() {
+        let m = Metrics::default();
+        m.admission(
+            Endpoint::Validate,
+            "Secret",
+            Decision::Denied,
+            Duration::from_micros(30),
+        );
+        m.admission(
+            Endpoint::Validate,
+            "Whatever-1",
+            Decision::Denied,
+            Duration::from_micros(30),
+        );
+        m.admission(
+            Endpoint::Validate,
+            "Whatever-2",
+            Decision::Denied,
+            Duration::from_micros(30),
+        );
+        let text = m.encode();
+        assert!(text.contains(r#"credgate_admission_requests_total{endpoint="validate",kind="Secret",decision="denied"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"kind="other",decision="denied"} 2"#),
+            "{text}"
+        );
+        assert!(!text.contains("Whatever"));
+    }
+}

@@ -1,0 +1,106 @@
+//! Inputs and outputs shared by the pure policy functions (`validate`, `mutate`).
+//!
+//! An admission request is reduced to a [`Change`]: the operation, the user and
+//! the typed objects. Answers are [`Allow`] (with warnings) or [`Deny`] (a
+//! message for the person reading kubectl's output).
+
+use k8s_openapi::api::core::v1::Secret;
+use std::collections::BTreeSet;
+
+use crate::credential::Meta;
+
+/// Settings the policy reads; fixed for the life of the process.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Namespace of cluster- and department-scoped credentials.
+    pub credentials_namespace: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            credentials_namespace: "runai".to_owned(),
+        }
+    }
+}
+
+/// The admission operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+/// One admission request, reduced to what the policy reads.
+#[derive(Clone, Copy, Debug)]
+pub struct Change<'a, K> {
+    pub operation: Operation,
+    /// `request.userInfo.username`.
+    pub user: &'a str,
+    pub namespace: &'a str,
+    pub object: Option<&'a K>,
+    pub old_object: Option<&'a K>,
+}
+
+/// The request is allowed, possibly with warnings that kubectl prints.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Allow {
+    pub warnings: Vec<String>,
+}
+
+/// The request is denied; the message is what kubectl prints.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Deny(pub String);
+
+/// A policy decision.
+pub type Verdict = Result<Allow, Deny>;
+
+/// Borrowed metadata of a Secret for the credential model.
+pub fn secret_meta<'a>(secret: &'a Secret, namespace: &'a str) -> Meta<'a> {
+    let md = &secret.metadata;
+    Meta {
+        namespace: md.namespace.as_deref().unwrap_or(namespace),
+        name: md.name.as_deref().unwrap_or_default(),
+        labels: md.labels.as_ref(),
+        annotations: md.annotations.as_ref(),
+    }
+}
+
+/// A Secret's data as the API server will store it: `stringData` over `data`.
+#[derive(Clone, Copy, Debug)]
+pub struct SecretData<'a>(pub &'a Secret);
+
+impl<'a> SecretData<'a> {
+    /// The value of `key`, as bytes.
+    pub fn get(&self, key: &str) -> Option<&'a [u8]> {
+        let secret = self.0;
+        if let Some(v) = secret.string_data.as_ref().and_then(|m| m.get(key)) {
+            return Some(v.as_bytes());
+        }
+        secret
+            .data
+            .as_ref()
+            .and_then(|m| m.get(key))
+            .map(|b| b.0.as_slice())
+    }
+
+    /// True when `key` is present with a non-empty value.
+    pub fn has(&self, key: &str) -> bool {
+        self.get(key).is_some_and(|v| !v.is_empty())
+    }
+
+    /// All keys, sorted.
+    pub fn keys(&self) -> BTreeSet<&'a str> {
+        let secret = self.0;
+        let data = secret.data.iter().flat_map(|m| m.keys());
+        let string_data = secret.string_data.iter().flat_map(|m| m.keys());
+        data.chain(string_data).map(String::as_str).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys().is_empty()
+    }
+}

@@ -1,0 +1,194 @@
+//! Serving certificate, loaded before binding and re-read when its files change.
+//!
+//! Each TLS handshake stats the two files (following symlinks, so the
+//! `..data` symlink swap of a Secret volume and cert-manager renewals are both
+//! seen) and reloads them when device, inode, size or mtime differ. A change
+//! that cannot be loaded (a half-written pair, a key that does not match)
+//! keeps the previous certificate and is retried at the next change.
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use tracing::{info, warn};
+
+use crate::metrics::Metrics;
+
+/// Why a certificate or key could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}; pass an existing PEM file (credgate certs writes one)")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} holds no PEM certificate; pass the serving certificate (tls.crt)")]
+    NoCertificate { path: PathBuf },
+    #[error(
+        "{path} holds no PEM private key (PKCS#8, PKCS#1 or SEC1); pass the key of the serving certificate (tls.key)"
+    )]
+    NoKey { path: PathBuf },
+    #[error(
+        "{cert} and {key} cannot be used together: {source}; pass a certificate with its own key"
+    )]
+    Mismatch {
+        cert: PathBuf,
+        key: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// Identity of a file's current content, cheap to read on every handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        len: m.len(),
+        mtime: m.mtime(),
+        mtime_nsec: m.mtime_nsec(),
+    })
+}
+
+struct Current {
+    key: Arc<CertifiedKey>,
+    stamps: (Option<Stamp>, Option<Stamp>),
+    failed: Option<(Option<Stamp>, Option<Stamp>)>,
+}
+
+/// A [`ResolvesServerCert`] that follows the files on disk.
+pub struct CertStore {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    provider: Arc<CryptoProvider>,
+    metrics: Arc<Metrics>,
+    current: RwLock<Current>,
+}
+
+impl std::fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertStore")
+            .field("cert", &self.cert_path)
+            .field("key", &self.key_path)
+            .finish()
+    }
+}
+
+impl CertStore {
+    /// Loads the pair now; an unusable pair is an error (credgate does not start).
+    pub fn load(
+        cert_path: &Path,
+        key_path: &Path,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let stamps = (stamp(cert_path), stamp(key_path));
+        let key = Arc::new(load_pair(cert_path, key_path, &provider)?);
+        Ok(Arc::new(CertStore {
+            cert_path: cert_path.to_owned(),
+            key_path: key_path.to_owned(),
+            provider,
+            metrics,
+            current: RwLock::new(Current {
+                key,
+                stamps,
+                failed: None,
+            }),
+        }))
+    }
+
+    /// A rustls server configuration: TLS 1.2 and 1.3, ALPN h2 and http/1.1.
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// The certificate to serve now, reloaded first if the files changed.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        let stamps = (stamp(&self.cert_path), stamp(&self.key_path));
+        {
+            let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+            if current.stamps == stamps || current.failed == Some(stamps) {
+                return current.key.clone();
+            }
+        }
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if current.stamps == stamps || current.failed == Some(stamps) {
+            return current.key.clone();
+        }
+        match load_pair(&self.cert_path, &self.key_path, &self.provider) {
+            Ok(key) => {
+                info!(cert = %self.cert_path.display(), "serving certificate reloaded");
+                self.metrics.tls_reloaded(true);
+                *current = Current {
+                    key: Arc::new(key),
+                    stamps,
+                    failed: None,
+                };
+            }
+            Err(error) => {
+                warn!(%error, "changed certificate files cannot be used yet; serving the previous certificate");
+                self.metrics.tls_reloaded(false);
+                current.failed = Some(stamps);
+            }
+        }
+        current.key.clone()
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn load_pair(
+    cert_path: &Path,
+    key_path: &Path,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsError> {
+    let cert_pem = read(cert_path)?;
+    let key_pem = read(key_path)?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .filter_map(Result::ok)
+        .collect();
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: cert_path.to_owned(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::NoKey {
+        path: key_path.to_owned(),
+    })?;
+    CertifiedKey::from_der(chain, key, provider).map_err(|source| TlsError::Mismatch {
+        cert: cert_path.to_owned(),
+        key: key_path.to_owned(),
+        source,
+    })
+}

@@ -1,0 +1,645 @@
+//! Validation of credential Secrets: labels, scope, annotations and shape per type.
+//!
+//! Pure functions of a [`Change`] and the [`Settings`]. Rules that need cluster
+//! state (project namespaces, existing-secret use, in-use deletion, unique
+//! names) slot in beside these once the index exists.
+
+use k8s_openapi::api::core::v1::Secret;
+
+use crate::credential::{
+    CredentialType, MAX_DESCRIPTION_CHARS, Meta, Scope, annotation, is_dns_subdomain,
+};
+use crate::dockerconfig;
+use crate::policy::{Allow, Change, Deny, Operation, SecretData, Settings, Verdict, secret_meta};
+
+/// Secret types.
+pub const DOCKER_CONFIG_JSON_TYPE: &str = "kubernetes.io/dockerconfigjson";
+pub const DOCKER_CONFIG_JSON_KEY: &str = ".dockerconfigjson";
+pub const BASIC_AUTH_TYPE: &str = "kubernetes.io/basic-auth";
+pub const OPAQUE_TYPE: &str = "Opaque";
+
+/// The keys of an access-key credential.
+pub const ACCESS_KEY_KEYS: [&str; 2] = ["AccessKeyId", "SecretKey"];
+/// The key pairs a password credential may use.
+pub const PASSWORD_KEYS: [[&str; 2]; 2] = [["User", "Password"], ["username", "password"]];
+
+/// Decides a CREATE, UPDATE or DELETE of a Secret that may be a credential.
+pub fn secret(settings: &Settings, change: &Change<'_, Secret>) -> Verdict {
+    match change.operation {
+        // In-use protection of DELETE needs the cluster index (a later rule).
+        Operation::Delete | Operation::Connect => Ok(Allow::default()),
+        Operation::Create | Operation::Update => {
+            let Some(object) = change.object else {
+                return Err(Deny("the request carries no object to check".into()));
+            };
+            let old = change
+                .old_object
+                .filter(|old| secret_meta(old, change.namespace).is_credential());
+            let meta = secret_meta(object, change.namespace);
+            if !meta.is_credential() {
+                return match old {
+                    Some(old) => Err(Deny(format!(
+                        "{}: removing its type label turns the credential into a plain Secret; delete the credential instead",
+                        describe(&secret_meta(old, change.namespace), None)
+                    ))),
+                    None => Ok(Allow::default()),
+                };
+            }
+            let kind = credential_type(object, &meta)?;
+            let scope = meta
+                .scope(&settings.credentials_namespace)
+                .map_err(|e| Deny(format!("{}: {e}", describe(&meta, Some(kind)))))?;
+            let context =
+                |problem: String| Deny(format!("{}: {problem}", describe(&meta, Some(kind))));
+            annotations(&meta).map_err(context)?;
+            match meta.annotation(annotation::EXISTING_SECRET) {
+                Some(existing) => existing_secret(object, &meta, existing).map_err(context)?,
+                None => shape(kind, object).map_err(context)?,
+            }
+            match old {
+                Some(old) => unchanged(settings, &meta, kind, &scope, old, change.namespace)
+                    .map_err(context)?,
+                None => created_by_is_requester(&meta, change.user).map_err(context)?,
+            }
+            Ok(Allow::default())
+        }
+    }
+}
+
+/// `credential "name" (type)` for messages.
+fn describe(meta: &Meta<'_>, kind: Option<CredentialType>) -> String {
+    match kind {
+        Some(kind) => format!("credential {:?} ({kind})", meta.credential_name()),
+        None => format!("credential {:?}", meta.credential_name()),
+    }
+}
+
+/// The type from the label, or for a legacy `run.ai/credentials: "true"` Secret, from its shape.
+pub fn credential_type(secret: &Secret, meta: &Meta<'_>) -> Result<CredentialType, Deny> {
+    match meta.declared_type() {
+        Ok(Some(kind)) => Ok(kind),
+        Ok(None) => Ok(infer_type(secret)),
+        Err(e) => Err(Deny(format!("{}: {e}", describe(meta, None)))),
+    }
+}
+
+/// The type a legacy credential's shape suggests.
+pub fn infer_type(secret: &Secret) -> CredentialType {
+    let data = SecretData(secret);
+    match secret.type_.as_deref() {
+        Some(DOCKER_CONFIG_JSON_TYPE) => CredentialType::DockerRegistry,
+        Some(BASIC_AUTH_TYPE) => CredentialType::Password,
+        _ if ACCESS_KEY_KEYS.iter().all(|k| data.has(k)) => CredentialType::AccessKey,
+        _ if PASSWORD_KEYS
+            .iter()
+            .any(|pair| pair.iter().all(|k| data.has(k))) =>
+        {
+            CredentialType::Password
+        }
+        _ => CredentialType::Generic,
+    }
+}
+
+fn annotations(meta: &Meta<'_>) -> Result<(), String> {
+    if let Some(name) = meta.annotation(annotation::NAME)
+        && !is_dns_subdomain(name)
+    {
+        return Err(format!(
+            "run.ai/name {name:?} is not a valid name: use lowercase letters, digits, '-' and '.', at most 253 characters"
+        ));
+    }
+    if let Some(description) = meta.annotation(annotation::DESCRIPTION) {
+        let chars = description.chars().count();
+        if chars > MAX_DESCRIPTION_CHARS {
+            return Err(format!(
+                "run.ai/description has {chars} characters; shorten it to at most {MAX_DESCRIPTION_CHARS}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn existing_secret(secret: &Secret, meta: &Meta<'_>, existing: &str) -> Result<(), String> {
+    if !is_dns_subdomain(existing) {
+        return Err(format!(
+            "run.ai/existing-secret {existing:?} is not a Secret name"
+        ));
+    }
+    if existing == meta.name {
+        return Err(format!(
+            "run.ai/existing-secret names this Secret itself; name the existing Secret {existing:?} should be backed by, or remove the annotation"
+        ));
+    }
+    if !SecretData(secret).is_empty() {
+        return Err(format!(
+            "a credential backed by the existing Secret {existing:?} carries no data of its own: remove data and stringData"
+        ));
+    }
+    Ok(())
+}
+
+/// The shape each type asks for. Messages name keys, never values.
+pub fn shape(kind: CredentialType, secret: &Secret) -> Result<(), String> {
+    let data = SecretData(secret);
+    let secret_type = secret.type_.as_deref().unwrap_or(OPAQUE_TYPE);
+    let missing = |keys: &[&str]| -> Vec<String> {
+        keys.iter()
+            .filter(|k| !data.has(k))
+            .map(|k| format!("{k:?}"))
+            .collect()
+    };
+    match kind {
+        CredentialType::DockerRegistry => {
+            if secret_type != DOCKER_CONFIG_JSON_TYPE {
+                return Err(format!(
+                    "docker-registry credentials must be Secrets of type {DOCKER_CONFIG_JSON_TYPE}, not {secret_type} (kubectl create secret docker-registry makes one)"
+                ));
+            }
+            let config = data
+                .get(DOCKER_CONFIG_JSON_KEY)
+                .ok_or_else(|| format!("the Secret has no {DOCKER_CONFIG_JSON_KEY} key"))?;
+            dockerconfig::registries(config)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+        CredentialType::AccessKey => {
+            if secret_type != OPAQUE_TYPE {
+                return Err(format!(
+                    "access-key credentials must be Secrets of type {OPAQUE_TYPE}, not {secret_type}"
+                ));
+            }
+            let missing = missing(&ACCESS_KEY_KEYS);
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "access-key credentials need non-empty keys \"AccessKeyId\" and \"SecretKey\"; missing or empty: {}",
+                    missing.join(", ")
+                ))
+            }
+        }
+        CredentialType::Password => {
+            if secret_type != OPAQUE_TYPE && secret_type != BASIC_AUTH_TYPE {
+                return Err(format!(
+                    "password credentials must be Secrets of type {OPAQUE_TYPE} or {BASIC_AUTH_TYPE}, not {secret_type}"
+                ));
+            }
+            if PASSWORD_KEYS.iter().any(|pair| missing(pair).is_empty()) {
+                Ok(())
+            } else {
+                Err("password credentials need non-empty keys \"User\" and \"Password\" (or \"username\" and \"password\")".to_owned())
+            }
+        }
+        CredentialType::Generic => {
+            if data.is_empty() {
+                Err("generic credentials need at least one key in data or stringData".to_owned())
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// UPDATE may not change what identifies a credential.
+fn unchanged(
+    settings: &Settings,
+    meta: &Meta<'_>,
+    kind: CredentialType,
+    scope: &Scope,
+    old: &Secret,
+    namespace: &str,
+) -> Result<(), String> {
+    let old_meta = secret_meta(old, namespace);
+    let old_kind = credential_type(old, &old_meta).map_err(|d| d.0)?;
+    if old_kind != kind {
+        return Err(format!(
+            "the type cannot change from {old_kind} to {kind}; create a new credential instead"
+        ));
+    }
+    if let Ok(old_scope) = old_meta.scope(&settings.credentials_namespace)
+        && &old_scope != scope
+    {
+        return Err(format!(
+            "the scope cannot change from {old_scope} to {scope}; create a new credential instead"
+        ));
+    }
+    let old_created_by = old_meta.annotation(annotation::CREATED_BY);
+    let created_by = meta.annotation(annotation::CREATED_BY);
+    if old_created_by != created_by {
+        return Err(format!(
+            "run.ai/created-by is stamped by credgate and cannot change (it is {}); remove it from your change",
+            old_created_by.map_or_else(|| "unset".to_owned(), |v| format!("{v:?}"))
+        ));
+    }
+    let old_existing = old_meta.annotation(annotation::EXISTING_SECRET);
+    let existing = meta.annotation(annotation::EXISTING_SECRET);
+    if old_existing != existing {
+        return Err(format!(
+            "the backing existing Secret cannot change (it is {}); create a new credential instead",
+            old_existing.map_or_else(|| "none".to_owned(), |v| format!("{v:?}"))
+        ));
+    }
+    Ok(())
+}
+
+fn created_by_is_requester(meta: &Meta<'_>, user: &str) -> Result<(), String> {
+    match meta.annotation(annotation::CREATED_BY) {
+        Some(by) if by != user => Err(format!(
+            "run.ai/created-by is stamped by credgate with the requesting user ({user:?}), not {by:?}; remove it from the Secret"
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use serde_json::{Value, json};
+
+    const USER: &str = "alice";
+    const SECRET_VALUE: &str = "hunter2-do-not-print";
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    fn docker_config() -> String {
+        format!(
+            r#"{{"auths":{{"ghcr.io":{{"auth":"{}"}}}}}}"#,
+            b64(&format!("bot:{SECRET_VALUE}"))
+        )
+    }
+
+    /// A Secret from `overrides` merged into a valid project docker-registry credential.
+    fn secret(overrides: Value) -> Secret {
+        secret_layers(&[overrides])
+    }
+
+    /// Like [`secret`], with several overrides applied in order.
+    fn secret_layers(layers: &[Value]) -> Secret {
+        let mut base = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "reg", "namespace": "team-a", "labels": {"run.ai/resource": "docker-registry"}},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": b64(&docker_config())},
+        });
+        for layer in layers {
+            merge(&mut base, layer.clone());
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    /// JSON merge patch (RFC 7386): null removes.
+    fn merge(base: &mut Value, patch: Value) {
+        match (base, patch) {
+            (Value::Object(b), Value::Object(p)) => {
+                for (k, v) in p {
+                    if v.is_null() {
+                        b.remove(&k);
+                    } else {
+                        merge(b.entry(k).or_insert(Value::Null), v);
+                    }
+                }
+            }
+            (b, p) => *b = p,
+        }
+    }
+
+    fn decide(op: Operation, object: &Secret, old: Option<&Secret>) -> Verdict {
+        let change = Change {
+            operation: op,
+            user: USER,
+            namespace: object.metadata.namespace.as_deref().unwrap(),
+            object: Some(object),
+            old_object: old,
+        };
+        super::secret(&Settings::default(), &change)
+    }
+
+    fn assert_verdict(name: &str, got: Verdict, want: Result<(), &str>) {
+        match (got, want) {
+            (Ok(_), Ok(())) => {}
+            (Err(Deny(msg)), Err(fragment)) => {
+                assert!(msg.contains(fragment), "{name}: {msg:?} lacks {fragment:?}");
+                assert!(
+                    !msg.contains(SECRET_VALUE),
+                    "{name}: {msg:?} leaks a secret value"
+                );
+            }
+            (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn create_rules() {
+        let opaque = |labels: Value, mut data: Value| {
+            data[".dockerconfigjson"] = Value::Null;
+            json!({"type": "Opaque", "metadata": {"labels": labels}, "data": data})
+        };
+        let cases: Vec<(&str, Value, Result<(), &str>)> = vec![
+            ("docker-registry valid", json!({}), Ok(())),
+            (
+                "unlabelled secret untouched",
+                json!({"metadata": {"labels": null}, "type": "Opaque", "data": {"x": ""}}),
+                Ok(()),
+            ),
+            (
+                "unknown type",
+                json!({"metadata": {"labels": {"run.ai/resource": "docker"}}}),
+                Err("unknown credential type \"docker\""),
+            ),
+            (
+                "docker wrong secret type",
+                json!({"type": "Opaque"}),
+                Err("must be Secrets of type kubernetes.io/dockerconfigjson"),
+            ),
+            (
+                "docker missing key",
+                json!({"data": {".dockerconfigjson": null, "x": b64("1")}}),
+                Err("no .dockerconfigjson key"),
+            ),
+            (
+                "docker not json",
+                json!({"data": {".dockerconfigjson": b64(SECRET_VALUE)}}),
+                Err("not valid JSON"),
+            ),
+            (
+                "docker empty auths",
+                json!({"data": {".dockerconfigjson": b64(r#"{"auths":{}}"#)}}),
+                Err("no registries"),
+            ),
+            (
+                "docker entry without auth",
+                json!({"data": {".dockerconfigjson": b64(&format!(r#"{{"auths":{{"r.io":{{"password":"{SECRET_VALUE}"}}}}}}"#))}}),
+                Err("needs \"auth\""),
+            ),
+            (
+                "docker username+password",
+                json!({"data": {".dockerconfigjson": b64(&format!(r#"{{"auths":{{"r.io":{{"username":"u","password":"{SECRET_VALUE}"}}}}}}"#))}}),
+                Ok(()),
+            ),
+            (
+                "docker via stringData",
+                json!({"data": null, "stringData": {".dockerconfigjson": docker_config()}}),
+                Ok(()),
+            ),
+            (
+                "access-key valid",
+                opaque(
+                    json!({"run.ai/resource": "access-key"}),
+                    json!({"AccessKeyId": b64("AK"), "SecretKey": b64(SECRET_VALUE)}),
+                ),
+                Ok(()),
+            ),
+            (
+                "access-key missing SecretKey",
+                opaque(
+                    json!({"run.ai/resource": "access-key"}),
+                    json!({"AccessKeyId": b64("AK")}),
+                ),
+                Err("missing or empty: \"SecretKey\""),
+            ),
+            (
+                "access-key empty AccessKeyId",
+                opaque(
+                    json!({"run.ai/resource": "access-key"}),
+                    json!({"AccessKeyId": "", "SecretKey": b64(SECRET_VALUE)}),
+                ),
+                Err("missing or empty: \"AccessKeyId\""),
+            ),
+            (
+                "access-key wrong type",
+                json!({"metadata": {"labels": {"run.ai/resource": "access-key"}}, "type": "kubernetes.io/basic-auth", "data": {"AccessKeyId": b64("a"), "SecretKey": b64("b")}}),
+                Err("must be Secrets of type Opaque"),
+            ),
+            (
+                "password User/Password",
+                opaque(
+                    json!({"run.ai/resource": "password"}),
+                    json!({"User": b64("u"), "Password": b64(SECRET_VALUE)}),
+                ),
+                Ok(()),
+            ),
+            (
+                "password username/password",
+                opaque(
+                    json!({"run.ai/resource": "password"}),
+                    json!({"username": b64("u"), "password": b64(SECRET_VALUE)}),
+                ),
+                Ok(()),
+            ),
+            (
+                "password basic-auth",
+                json!({"metadata": {"labels": {"run.ai/resource": "password"}}, "type": "kubernetes.io/basic-auth", "data": {"username": b64("u"), "password": b64("p")}}),
+                Ok(()),
+            ),
+            (
+                "password mixed keys",
+                opaque(
+                    json!({"run.ai/resource": "password"}),
+                    json!({"User": b64("u"), "password": b64(SECRET_VALUE)}),
+                ),
+                Err("need non-empty keys \"User\" and \"Password\""),
+            ),
+            (
+                "generic one key",
+                opaque(
+                    json!({"run.ai/resource": "generic"}),
+                    json!({"token": b64(SECRET_VALUE)}),
+                ),
+                Ok(()),
+            ),
+            (
+                "generic no key",
+                opaque(json!({"run.ai/resource": "generic"}), json!({})),
+                Err("at least one key"),
+            ),
+            (
+                "legacy marker typed by shape",
+                json!({"metadata": {"labels": {"run.ai/resource": null, "run.ai/credentials": "true"}}}),
+                Ok(()),
+            ),
+            (
+                "legacy marker, broken shape",
+                json!({"metadata": {"labels": {"run.ai/resource": null, "run.ai/credentials": "true"}}, "type": "Opaque", "data": {".dockerconfigjson": null}}),
+                Err("generic credentials need at least one key"),
+            ),
+            (
+                "cluster label outside credentials ns",
+                json!({"metadata": {"labels": {"run.ai/cluster-wide": "true"}}}),
+                Err("live in the credentials namespace \"runai\", not in \"team-a\""),
+            ),
+            (
+                "department label outside credentials ns",
+                json!({"metadata": {"labels": {"run.ai/department": "rnd"}}}),
+                Err("live in the credentials namespace"),
+            ),
+            (
+                "cluster and department",
+                json!({"metadata": {"namespace": "runai", "labels": {"run.ai/cluster-wide": "true", "run.ai/department": "rnd"}}}),
+                Err("both cluster-wide and of department \"rnd\""),
+            ),
+            (
+                "cluster in credentials ns",
+                json!({"metadata": {"namespace": "runai", "labels": {"run.ai/cluster-wide": "true"}}}),
+                Ok(()),
+            ),
+            (
+                "department in credentials ns",
+                json!({"metadata": {"namespace": "runai", "labels": {"run.ai/department": "rnd"}}}),
+                Ok(()),
+            ),
+            (
+                "no scope in credentials ns",
+                json!({"metadata": {"namespace": "runai"}}),
+                Err("needs a scope"),
+            ),
+            (
+                "description 250",
+                json!({"metadata": {"annotations": {"run.ai/description": "é".repeat(250)}}}),
+                Ok(()),
+            ),
+            (
+                "description 251",
+                json!({"metadata": {"annotations": {"run.ai/description": "d".repeat(251)}}}),
+                Err("has 251 characters"),
+            ),
+            (
+                "bad run.ai/name",
+                json!({"metadata": {"annotations": {"run.ai/name": "My Registry"}}}),
+                Err("run.ai/name \"My Registry\" is not a valid name"),
+            ),
+            (
+                "created-by spoofed",
+                json!({"metadata": {"annotations": {"run.ai/created-by": "bob"}}}),
+                Err("stamped by credgate with the requesting user (\"alice\"), not \"bob\""),
+            ),
+            (
+                "created-by matches",
+                json!({"metadata": {"annotations": {"run.ai/created-by": USER}}}),
+                Ok(()),
+            ),
+            (
+                "existing secret, no data",
+                json!({"type": "Opaque", "data": null, "metadata": {"annotations": {"run.ai/existing-secret": "pull-secret"}}}),
+                Ok(()),
+            ),
+            (
+                "existing secret with data",
+                json!({"metadata": {"annotations": {"run.ai/existing-secret": "pull-secret"}}}),
+                Err("carries no data of its own"),
+            ),
+            (
+                "existing secret is itself",
+                json!({"type": "Opaque", "data": null, "metadata": {"annotations": {"run.ai/existing-secret": "reg"}}}),
+                Err("names this Secret itself"),
+            ),
+        ];
+        for (name, overrides, want) in cases {
+            let object = secret(overrides);
+            assert_verdict(name, decide(Operation::Create, &object, None), want);
+        }
+    }
+
+    #[test]
+    fn update_rules() {
+        let old = secret(json!({"metadata": {"annotations": {"run.ai/created-by": USER}}}));
+        let cases: Vec<(&str, Value, Result<(), &str>)> = vec![
+            (
+                "rename and describe",
+                json!({"metadata": {"annotations": {"run.ai/created-by": USER, "run.ai/name": "new-name", "run.ai/description": "d"}}}),
+                Ok(()),
+            ),
+            (
+                "type changed",
+                json!({"metadata": {"labels": {"run.ai/resource": "generic"}, "annotations": {"run.ai/created-by": USER}}, "type": "Opaque"}),
+                Err("type cannot change from docker-registry to generic"),
+            ),
+            (
+                "type label removed",
+                json!({"metadata": {"labels": null, "annotations": {"run.ai/created-by": USER}}}),
+                Err("removing its type label"),
+            ),
+            (
+                "created-by changed",
+                json!({"metadata": {"annotations": {"run.ai/created-by": "bob"}}}),
+                Err("cannot change (it is \"alice\")"),
+            ),
+            (
+                "created-by removed",
+                json!({"metadata": {"annotations": {"run.ai/created-by": null}}}),
+                Err("cannot change (it is \"alice\")"),
+            ),
+            (
+                "existing-secret added",
+                json!({"data": null, "type": "Opaque", "metadata": {"annotations": {"run.ai/created-by": USER, "run.ai/existing-secret": "x"}}}),
+                Err("backing existing Secret cannot change"),
+            ),
+            (
+                "shape broken by update",
+                json!({"metadata": {"annotations": {"run.ai/created-by": USER}}, "data": {".dockerconfigjson": b64("{}")}}),
+                Err("\"auths\" object"),
+            ),
+        ];
+        for (name, overrides, want) in cases {
+            let object = secret_layers(&[
+                json!({"metadata": {"annotations": {"run.ai/created-by": USER}}}),
+                overrides,
+            ]);
+            assert_verdict(name, decide(Operation::Update, &object, Some(&old)), want);
+        }
+        let cluster_old = secret(
+            json!({"metadata": {"namespace": "runai", "labels": {"run.ai/cluster-wide": "true"}}}),
+        );
+        let department = secret(
+            json!({"metadata": {"namespace": "runai", "labels": {"run.ai/department": "rnd"}}}),
+        );
+        assert_verdict(
+            "scope changed",
+            decide(Operation::Update, &department, Some(&cluster_old)),
+            Err("scope cannot change from cluster to department rnd"),
+        );
+    }
+
+    #[test]
+    fn delete_is_allowed_until_the_index_exists() {
+        let old = secret(json!({}));
+        let change = Change {
+            operation: Operation::Delete,
+            user: USER,
+            namespace: "team-a",
+            object: None,
+            old_object: Some(&old),
+        };
+        assert!(super::secret(&Settings::default(), &change).is_ok());
+    }
+
+    #[test]
+    fn legacy_types_inferred_from_shape() {
+        let cases = [
+            (json!({}), CredentialType::DockerRegistry),
+            (
+                json!({"type": "kubernetes.io/basic-auth", "data": {"username": b64("u"), "password": b64("p")}}),
+                CredentialType::Password,
+            ),
+            (
+                json!({"type": "Opaque", "data": {"AccessKeyId": b64("a"), "SecretKey": b64("s")}}),
+                CredentialType::AccessKey,
+            ),
+            (
+                json!({"type": "Opaque", "data": {"User": b64("a"), "Password": b64("s")}}),
+                CredentialType::Password,
+            ),
+            (
+                json!({"type": "Opaque", "data": {"token": b64("t")}}),
+                CredentialType::Generic,
+            ),
+        ];
+        for (overrides, want) in cases {
+            let mut o = json!({"data": null});
+            merge(&mut o, overrides);
+            assert_eq!(infer_type(&secret(o)), want);
+        }
+    }
+}

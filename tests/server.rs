@@ -1,0 +1,464 @@
+//! Component tests: the real server on 127.0.0.1 over TLS, driven with
+//! AdmissionReview fixtures (`tests/data`) and with bad input.
+
+mod common;
+
+use base64::Engine as _;
+use common::{TestServer, client, fixture, review_response};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Every fixture, on the endpoint it is for, with the answer it must get.
+#[tokio::test]
+async fn fixtures_get_the_right_answers() {
+    let server = TestServer::start().await;
+    let http = client(&server.ca_pem(), true);
+    // (fixture, endpoint, allowed, fragment of the denial)
+    let cases: &[(&str, &str, bool, &str)] = &[
+        ("secret-docker-registry-create.json", "/validate", true, ""),
+        (
+            "secret-docker-registry-empty-auths.json",
+            "/validate",
+            false,
+            "no registries under \"auths\"",
+        ),
+        (
+            "secret-docker-registry-opaque.json",
+            "/validate",
+            false,
+            "must be Secrets of type kubernetes.io/dockerconfigjson",
+        ),
+        ("secret-access-key-create.json", "/validate", true, ""),
+        (
+            "secret-access-key-missing-key.json",
+            "/validate",
+            false,
+            "missing or empty: \"SecretKey\"",
+        ),
+        ("secret-password-basic-auth.json", "/validate", true, ""),
+        (
+            "secret-generic-empty.json",
+            "/validate",
+            false,
+            "at least one key",
+        ),
+        (
+            "secret-unknown-type.json",
+            "/validate",
+            false,
+            "unknown credential type \"ssh-key\"",
+        ),
+        (
+            "secret-cluster-outside-credentials-namespace.json",
+            "/validate",
+            false,
+            "live in the credentials namespace \"runai\"",
+        ),
+        (
+            "secret-cluster-and-department.json",
+            "/validate",
+            false,
+            "both cluster-wide and of department",
+        ),
+        ("secret-department-create.json", "/validate", true, ""),
+        (
+            "secret-description-too-long.json",
+            "/validate",
+            false,
+            "has 251 characters",
+        ),
+        (
+            "secret-update-type-changed.json",
+            "/validate",
+            false,
+            "type cannot change from access-key to generic",
+        ),
+        (
+            "secret-update-created-by-changed.json",
+            "/validate",
+            false,
+            "run.ai/created-by is stamped by credgate",
+        ),
+        ("secret-unlabelled.json", "/validate", true, ""),
+        ("secret-unlabelled.json", "/mutate", true, ""),
+        ("secret-delete.json", "/validate", true, ""),
+        (
+            "review-v1beta1.json",
+            "/validate",
+            false,
+            "admission.k8s.io/v1 AdmissionReview only",
+        ),
+        (
+            "pod-create.json",
+            "/validate",
+            false,
+            "does not handle v1/Pod",
+        ),
+        (
+            "pod-ephemeralcontainers.json",
+            "/mutate",
+            false,
+            "subresource ephemeralcontainers",
+        ),
+    ];
+    for (name, path, allowed, fragment) in cases {
+        let body = fixture(name);
+        let request: Value = serde_json::from_slice(&body).unwrap();
+        let resp = http
+            .post(server.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let response = review_response(resp).await;
+        assert_eq!(
+            response["uid"], request["request"]["uid"],
+            "{name}: uid echoed"
+        );
+        assert_eq!(
+            response["allowed"], *allowed,
+            "{name} on {path}: {response}"
+        );
+        let message = response["status"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(fragment),
+            "{name}: {message:?} lacks {fragment:?}"
+        );
+        assert!(
+            !message.contains("fixture-"),
+            "{name}: a secret value leaked into {message:?}"
+        );
+        if *path == "/mutate" && *allowed {
+            assert!(response.get("patch").is_none(), "{name}: nothing to patch");
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn mutate_stamps_creator_and_registries() {
+    let server = TestServer::start().await;
+    let http = client(&server.ca_pem(), false);
+    let body = fixture("secret-docker-registry-create.json");
+    let resp = http
+        .post(server.url("/mutate"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+    let response = review_response(resp).await;
+    assert_eq!(response["allowed"], true);
+    assert_eq!(response["patchType"], "JSONPatch");
+    let patch = patch_bytes(&response["patch"]);
+    let ops: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+
+    // Apply the patch like the API server does, then ask again: nothing more to do.
+    let mut review: Value = serde_json::from_slice(&body).unwrap();
+    json_patch::patch(&mut review["request"]["object"], &ops).unwrap();
+    let annotations = &review["request"]["object"]["metadata"]["annotations"];
+    assert_eq!(annotations["run.ai/created-by"], "alice@example.com");
+    assert_eq!(annotations["run.ai/registries"], "docker.io,ghcr.io:443");
+    let again = review_response(
+        http.post(server.url("/mutate"))
+            .json(&review)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(again["allowed"], true);
+    assert!(
+        again.get("patch").is_none(),
+        "second pass patches nothing: {again}"
+    );
+    server.stop().await;
+}
+
+/// kube-rs encodes the patch bytes as a JSON array; the API server reads both that and base64.
+fn patch_bytes(patch: &Value) -> Vec<u8> {
+    match patch {
+        Value::String(s) => base64::engine::general_purpose::STANDARD.decode(s).unwrap(),
+        other => serde_json::from_value(other.clone()).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_answers_and_the_server_keeps_serving() {
+    let server = TestServer::start().await;
+    for http2 in [false, true] {
+        let http = client(&server.ca_pem(), http2);
+        let huge = vec![b' '; 10 * 1024 * 1024];
+        let mut uid_only = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "x-1"}});
+        let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
+            (
+                "malformed json",
+                http.post(server.url("/validate")).body("{\"request\": [1,"),
+                400,
+                "could not be decoded",
+            ),
+            (
+                "not json at all",
+                http.post(server.url("/validate")).body("hello"),
+                400,
+                "malformed JSON",
+            ),
+            (
+                "empty body",
+                http.post(server.url("/mutate")).body(""),
+                400,
+                "truncated JSON",
+            ),
+            (
+                "no request",
+                http.post(server.url("/validate"))
+                    .body(r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#),
+                400,
+                "no request",
+            ),
+            (
+                "deeply nested",
+                http.post(server.url("/validate"))
+                    .body("[".repeat(1_000_000)),
+                400,
+                "could not be decoded",
+            ),
+            (
+                "wrong content type",
+                http.post(server.url("/validate"))
+                    .header("content-type", "text/plain")
+                    .body("{}"),
+                415,
+                "application/json",
+            ),
+            (
+                "GET on webhook",
+                http.get(server.url("/validate")),
+                405,
+                "takes POST",
+            ),
+            (
+                "unknown path",
+                http.post(server.url("/other")).body("{}"),
+                404,
+                "POST /validate or POST /mutate",
+            ),
+            (
+                "10 MiB body",
+                http.post(server.url("/validate")).body(huge),
+                413,
+                "exceeds the limit",
+            ),
+        ];
+        for (name, request, status, fragment) in cases {
+            let resp = request
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(resp.status().as_u16(), status, "{name} (http2={http2})");
+            let text = resp.text().await.unwrap();
+            assert!(
+                text.contains(fragment),
+                "{name}: {text:?} lacks {fragment:?}"
+            );
+        }
+
+        // A uid is readable but the rest is not: a well-formed denial, not an HTTP error.
+        let response = review_response(
+            http.post(server.url("/validate"))
+                .json(&uid_only)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (response["uid"].as_str(), response["allowed"].as_bool()),
+            (Some("x-1"), Some(false))
+        );
+        uid_only["request"]["kind"] = json!("not-an-object");
+        let response = review_response(
+            http.post(server.url("/validate"))
+                .json(&uid_only)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert!(
+            response["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("a field is missing or has the wrong type")
+        );
+
+        // Still serving correctly.
+        let ok = review_response(
+            http.post(server.url("/validate"))
+                .body(fixture("secret-access-key-create.json"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(ok["allowed"], true);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_refused() {
+    let server = TestServer::start().await;
+    let http = client(&server.ca_pem(), false);
+    let chunks = (0..9).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024 * 1024]));
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+    let resp = http
+        .post(server.url("/validate"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    server.stop().await;
+}
+
+/// Reads until the peer closes; returns what it sent. Bounded by `within`.
+async fn read_until_closed(stream: &mut (impl AsyncReadExt + Unpin), within: Duration) -> Vec<u8> {
+    let mut received = Vec::new();
+    tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .expect("the server closes the connection");
+    received
+}
+
+#[tokio::test]
+async fn slow_clients_and_non_tls_peers_are_cut_off() {
+    let server = TestServer::start().await;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(common::tls_config(
+        &server.ca_pem(),
+        &[b"http/1.1"],
+    )));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+
+    // Slow loris: headers that never finish (header timeout 1 s in tests).
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let mut tls = connector.connect(name.clone(), tcp).await.unwrap();
+    tls.write_all(b"POST /validate HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    read_until_closed(&mut tls, Duration::from_secs(5)).await;
+
+    // Slow body: headers complete, body never does (body timeout 2 s in tests).
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let mut tls = connector.connect(name.clone(), tcp).await.unwrap();
+    tls.write_all(
+        b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{\"a\":",
+    )
+    .await
+    .unwrap();
+    let answer = read_until_closed(&mut tls, Duration::from_secs(6)).await;
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // Plain HTTP and garbage on the TLS port: closed, no crash.
+    for junk in [
+        &b"GET /validate HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        &[0x16, 0x03, 0x01, 0xff, 0xff, 0, 0, 0][..],
+        &[0u8; 64][..],
+    ] {
+        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+        tcp.write_all(junk).await.unwrap();
+        let answer = read_until_closed(&mut tcp, Duration::from_secs(5)).await;
+        assert!(!answer.starts_with(b"HTTP/1.1 200"));
+    }
+    // A silent peer is dropped after the handshake timeout.
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    read_until_closed(&mut tcp, Duration::from_secs(5)).await;
+
+    let ok = review_response(
+        client(&server.ca_pem(), true)
+            .post(server.url("/validate"))
+            .body(fixture("secret-access-key-create.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(ok["allowed"], true);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn alpn_offers_h2_and_http11() {
+    let server = TestServer::start().await;
+    for (http2, version) in [
+        (true, reqwest::Version::HTTP_2),
+        (false, reqwest::Version::HTTP_11),
+    ] {
+        let resp = client(&server.ca_pem(), http2)
+            .post(server.url("/validate"))
+            .body(fixture("secret-access-key-create.json"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.version(), version);
+        assert_eq!(review_response(resp).await["allowed"], true);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn admin_port_reports_health_and_metrics() {
+    let server = TestServer::start().await;
+    let admin = client(&server.ca_pem(), false);
+    let get = |path: &str| admin.get(server.admin_url(path)).send();
+    assert_eq!(get("/livez").await.unwrap().status(), 200);
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+    assert_eq!(get("/nope").await.unwrap().status(), 404);
+    assert_eq!(
+        admin
+            .post(server.admin_url("/livez"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        405
+    );
+
+    let http = client(&server.ca_pem(), true);
+    http.post(server.url("/validate"))
+        .body(fixture("secret-generic-empty.json"))
+        .send()
+        .await
+        .unwrap();
+    http.post(server.url("/validate"))
+        .body("nope")
+        .send()
+        .await
+        .unwrap();
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"credgate_admission_requests_total{endpoint="validate",kind="Secret",decision="denied"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"credgate_http_errors_total{status="400"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("credgate_admission_duration_seconds_count{endpoint=\"validate\"}"),
+        "{metrics}"
+    );
+    server.stop().await;
+}
