@@ -1,0 +1,182 @@
+//! One real control plane per e2e test binary: `scripts/dev-cluster up` with a
+//! state folder of its own, the credgate binary under test behind the webhooks
+//! from `manifests/`, and helpers to drive it with kubectl and kube-rs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The user tests act as (impersonated by the admin), with `edit` in each test namespace.
+pub const USER: &str = "alice@example.com";
+
+pub struct Cluster {
+    repo: PathBuf,
+    state: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub kubectl: PathBuf,
+    namespaces: AtomicUsize,
+    pub runtime: tokio::runtime::Runtime,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+impl Cluster {
+    /// Starts (or reuses) the control plane for the test binary `name`. Fails
+    /// loudly when it cannot: e2e tests never skip.
+    pub fn up(name: &str) -> Cluster {
+        let repo = repo();
+        let state = repo.join("target/e2e").join(name);
+        let out = Command::new(repo.join("scripts/dev-cluster"))
+            .arg("up")
+            .env("CREDGATE_DEV_STATE", &state)
+            .env("CREDGATE_BIN", env!("CARGO_BIN_EXE_credgate"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("scripts/dev-cluster runs");
+        if !out.status.success() {
+            panic!(
+                "the local control plane could not be started (scripts/dev-cluster up failed; the Kubernetes binaries come from scripts/k8s-bins):\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let bins = std::fs::read_to_string(state.join("bins")).expect("state/bins");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        Cluster {
+            kubeconfig: state.join("kubeconfig"),
+            kubectl: Path::new(bins.trim()).join("kubectl"),
+            repo,
+            state,
+            namespaces: AtomicUsize::new(0),
+            runtime,
+        }
+    }
+
+    /// Runs the built kubectl against the cluster, optionally with `stdin`.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write as _;
+        let mut child = Command::new(&self.kubectl)
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl starts");
+        let mut input = child.stdin.take().unwrap();
+        input
+            .write_all(stdin.unwrap_or_default().as_bytes())
+            .unwrap();
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    /// kubectl that must succeed; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl(args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A fresh namespace, with `labels`, where [`USER`] may edit.
+    pub fn namespace(&self, prefix: &str, labels: &[(&str, &str)]) -> String {
+        let n = self.namespaces.fetch_add(1, Ordering::SeqCst);
+        let name = format!("{prefix}-{n}-{}", std::process::id());
+        self.kubectl_ok(&["create", "namespace", &name], None);
+        if !labels.is_empty() {
+            let mut args = vec!["label".to_owned(), "namespace".to_owned(), name.clone()];
+            args.extend(labels.iter().map(|(k, v)| format!("{k}={v}")));
+            self.kubectl_ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), None);
+        }
+        self.kubectl_ok(
+            &[
+                "create",
+                "rolebinding",
+                "alice-edit",
+                "--clusterrole=edit",
+                &format!("--user={USER}"),
+                "-n",
+                &name,
+            ],
+            None,
+        );
+        name
+    }
+
+    /// A kube-rs client for the cluster admin.
+    pub fn client(&self) -> kube::Client {
+        self.runtime.block_on(async {
+            let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .unwrap();
+            kube::Client::try_from(config).unwrap()
+        })
+    }
+
+    /// A kube-rs client acting as `user` (impersonation by the admin).
+    pub fn client_as(&self, user: &str) -> kube::Client {
+        self.runtime.block_on(async {
+            let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
+            let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .unwrap();
+            config.auth_info.impersonate = Some(user.to_owned());
+            kube::Client::try_from(config).unwrap()
+        })
+    }
+
+    pub fn credgate_log(&self) -> String {
+        std::fs::read_to_string(self.state.join("credgate.log")).unwrap_or_default()
+    }
+
+    pub fn down(&self) {
+        let _ = Command::new(self.repo.join("scripts/dev-cluster"))
+            .arg("down")
+            .env("CREDGATE_DEV_STATE", &self.state)
+            .status();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// Runs `tests` as libtest trials against one cluster, then stops it.
+pub fn run(name: &str, tests: Vec<(&'static str, fn(&Cluster))>) {
+    let args = libtest_mimic::Arguments::from_args();
+    let cluster = std::sync::Arc::new(Cluster::up(name));
+    let trials = tests
+        .into_iter()
+        .map(|(test_name, test)| {
+            let cluster = cluster.clone();
+            libtest_mimic::Trial::test(test_name, move || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&cluster))).map_err(
+                    |panic| {
+                        panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                            .unwrap_or_else(|| "test panicked".to_owned())
+                            .into()
+                    },
+                )
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(cluster);
+    conclusion.exit();
+}
