@@ -154,8 +154,11 @@ impl Drop for Cluster {
     }
 }
 
+/// A named end-to-end test.
+pub type Test = (&'static str, fn(&Cluster));
+
 /// Runs `tests` as libtest trials against one cluster, then stops it.
-pub fn run(name: &str, tests: Vec<(&'static str, fn(&Cluster))>) {
+pub fn run(name: &str, tests: Vec<Test>) {
     let args = libtest_mimic::Arguments::from_args();
     let cluster = std::sync::Arc::new(Cluster::up(name));
     let trials = tests
