@@ -14,7 +14,11 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tracing::info;
 
-use crate::policy::{Allow, Change, Deny, Operation, Settings, Verdict};
+use crate::claims::{self, Claim};
+use crate::credential::annotation;
+use crate::index::Index;
+use crate::policy::{Allow, Change, Deny, Operation, Settings, Verdict, secret_meta};
+use crate::watch::SharedIndex;
 use crate::{mutate, patch, validate};
 
 const API_VERSION: &str = "admission.k8s.io/v1";
@@ -68,18 +72,34 @@ pub struct Outcome {
 }
 
 /// Decodes, decides and encodes admission requests.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone)]
 pub struct Admission {
     settings: Settings,
+    index: SharedIndex,
+    /// For the rules that must ask the API server (existing-secret claims).
+    client: Option<kube::Client>,
 }
 
 impl Admission {
-    pub fn new(settings: Settings) -> Self {
-        Admission { settings }
+    pub fn new(settings: Settings, index: SharedIndex, client: Option<kube::Client>) -> Self {
+        Admission {
+            settings,
+            index,
+            client,
+        }
+    }
+
+    /// With a fixed snapshot and no API access (tests, benchmarks).
+    pub fn with_index(settings: Settings, index: Index) -> Self {
+        Admission::new(
+            settings,
+            std::sync::Arc::new(std::sync::RwLock::new(index)),
+            None,
+        )
     }
 
     /// Answers one AdmissionReview body.
-    pub fn review(&self, endpoint: Endpoint, body: &[u8]) -> Outcome {
+    pub async fn review(&self, endpoint: Endpoint, body: &[u8]) -> Outcome {
         let req = match decode(body) {
             Ok(req) => req,
             Err(Undecodable::NoUid(reason)) => {
@@ -98,7 +118,7 @@ impl Admission {
             }
         };
         let kind = req.kind.kind.clone();
-        let (verdict, ops) = self.decide(endpoint, &req);
+        let (verdict, ops) = self.decide(endpoint, &req).await;
         let mut response = AdmissionResponse::from(&req);
         let decision = match verdict {
             Err(Deny(message)) => {
@@ -139,7 +159,7 @@ impl Admission {
         encode(response, decision, kind)
     }
 
-    fn decide(
+    async fn decide(
         &self,
         endpoint: Endpoint,
         req: &AdmissionRequest<DynamicObject>,
@@ -170,12 +190,68 @@ impl Admission {
                 };
                 let change = change(req, object.as_ref(), old_object.as_ref());
                 match endpoint {
-                    Endpoint::Validate => (validate::secret(&self.settings, &change), Vec::new()),
+                    Endpoint::Validate => {
+                        let verdict = {
+                            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+                            validate::secret(&self.settings, &index, &change)
+                        };
+                        let verdict = match verdict {
+                            Ok(allow) => self
+                                .claim_existing_secret(&change, req.dry_run)
+                                .await
+                                .map(|()| allow),
+                            denied => denied,
+                        };
+                        (verdict, Vec::new())
+                    }
                     Endpoint::Mutate => (Ok(Allow::default()), mutate::secret(&change)),
                 }
             }
             _ => (unsupported(), Vec::new()),
         }
+    }
+}
+
+impl Admission {
+    /// A credential backed by an existing Secret claims it through the API server.
+    async fn claim_existing_secret(
+        &self,
+        change: &Change<'_, Secret>,
+        dry_run: bool,
+    ) -> Result<(), Deny> {
+        let (Operation::Create | Operation::Update, Some(object)) =
+            (change.operation, change.object)
+        else {
+            return Ok(());
+        };
+        let meta = secret_meta(object, change.namespace);
+        let Some(existing) = meta.annotation(annotation::EXISTING_SECRET) else {
+            return Ok(());
+        };
+        let Some(client) = &self.client else {
+            return Err(Deny(
+                "credgate runs without API access and cannot check existing secrets".into(),
+            ));
+        };
+        // Validation passed, so type and scope are known to be valid.
+        let kind = validate::credential_type(object, &meta)?;
+        let scope = meta
+            .scope(&self.settings.credentials_namespace)
+            .map_err(|e| Deny(e.to_string()))?;
+        let claim = Claim {
+            namespace: meta.namespace,
+            existing_secret: existing,
+            holder: meta.name,
+            kind,
+            scope: &scope,
+            dry_run,
+        };
+        claims::claim(client, &claim).await.map_err(|Deny(why)| {
+            Deny(format!(
+                "credential {:?} ({kind}): {why}",
+                meta.credential_name()
+            ))
+        })
     }
 }
 
@@ -347,9 +423,9 @@ mod tests {
         serde_json::from_slice::<Value>(&outcome.body).unwrap()["response"].clone()
     }
 
-    #[test]
-    fn bad_input_classes() {
-        let admission = Admission::default();
+    #[tokio::test]
+    async fn bad_input_classes() {
+        let admission = Admission::with_index(Settings::default(), Index::default());
         let no_uid: Vec<(&str, Vec<u8>)> = vec![
             ("malformed", b"{not json".to_vec()),
             (
@@ -369,7 +445,7 @@ mod tests {
             ("deep nesting", "[".repeat(100_000).into_bytes()),
         ];
         for (name, body) in no_uid {
-            let outcome = admission.review(Endpoint::Validate, &body);
+            let outcome = admission.review(Endpoint::Validate, &body).await;
             assert_eq!(outcome.decision, Decision::BadRequest, "{name}");
         }
 
@@ -417,7 +493,7 @@ mod tests {
             ("subresource", review(subresource), "(subresource status)"),
         ];
         for (name, body, fragment) in with_uid {
-            let outcome = admission.review(Endpoint::Validate, &body);
+            let outcome = admission.review(Endpoint::Validate, &body).await;
             assert_eq!(outcome.decision, Decision::Denied, "{name}");
             let r = response(&outcome);
             assert_eq!(r["uid"], "u-1", "{name}");
@@ -431,15 +507,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn mutate_answers_with_a_json_patch() {
+    #[tokio::test]
+    async fn mutate_answers_with_a_json_patch() {
         let secret = json!({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "g", "namespace": "team-a", "labels": {"run.ai/resource": "generic"}},
             "type": "Opaque", "data": {"k": "dg=="},
         });
-        let outcome = Admission::default()
-            .review(Endpoint::Mutate, &review(secret_request("CREATE", secret)));
+        let admission = Admission::with_index(Settings::default(), Index::default());
+        let outcome = admission
+            .review(Endpoint::Mutate, &review(secret_request("CREATE", secret)))
+            .await;
         assert_eq!(outcome.decision, Decision::Patched);
         let r = response(&outcome);
         assert_eq!(r["allowed"], true);

@@ -12,7 +12,9 @@ use crate::admission::Admission;
 use crate::certs;
 use crate::metrics::Metrics;
 use crate::policy::Settings;
+use crate::server::health::Health;
 use crate::server::{self, Server};
+use crate::watch;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -147,11 +149,25 @@ impl ServerArgs {
 impl ServeArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let settings = Settings {
-            credentials_namespace: self.policy.credentials_namespace,
+            credentials_namespace: self.policy.credentials_namespace.clone(),
         };
         let metrics = Arc::new(Metrics::default());
-        let server = Server::bind(self.server.options(), Admission::new(settings), metrics).await?;
+        let client = kube::Client::try_default().await.context(
+            "no Kubernetes API to watch: run in a cluster, or set KUBECONFIG (scripts/dev-cluster env prints one)",
+        )?;
+        let health = Arc::new(Health::default());
+        let index = watch::new_index(&health);
+        let admission = Admission::new(settings, index.clone(), Some(client.clone()));
+        let server =
+            Server::bind(self.server.options(), admission, metrics, health.clone()).await?;
+        let watches = tokio::spawn(watch::run(
+            client,
+            index,
+            health,
+            self.policy.credentials_namespace,
+        ));
         server.run(shutdown_signal()).await;
+        watches.abort();
         Ok(())
     }
 }

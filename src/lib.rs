@@ -8,8 +8,10 @@
 pub mod admission;
 pub mod args;
 pub mod certs;
+pub mod claims;
 pub mod credential;
 pub mod dockerconfig;
+pub mod index;
 pub mod metrics;
 pub mod mutate;
 pub mod patch;
@@ -17,3 +19,5 @@ pub mod policy;
 pub mod registry;
 pub mod server;
 pub mod validate;
+pub mod watch;
+pub mod workload;

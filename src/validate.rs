@@ -10,6 +10,7 @@ use crate::credential::{
     CredentialType, MAX_DESCRIPTION_CHARS, Meta, Scope, annotation, is_dns_subdomain,
 };
 use crate::dockerconfig;
+use crate::index::Index;
 use crate::policy::{Allow, Change, Deny, Operation, SecretData, Settings, Verdict, secret_meta};
 
 /// Secret types.
@@ -23,11 +24,24 @@ pub const ACCESS_KEY_KEYS: [&str; 2] = ["AccessKeyId", "SecretKey"];
 /// The key pairs a password credential may use.
 pub const PASSWORD_KEYS: [[&str; 2]; 2] = [["User", "Password"], ["username", "password"]];
 
+/// How many users a DELETE denial lists.
+pub const USERS_LISTED: usize = 5;
+
 /// Decides a CREATE, UPDATE or DELETE of a Secret that may be a credential.
-pub fn secret(settings: &Settings, change: &Change<'_, Secret>) -> Verdict {
+pub fn secret(settings: &Settings, index: &Index, change: &Change<'_, Secret>) -> Verdict {
     match change.operation {
-        // In-use protection of DELETE needs the cluster index (a later rule).
-        Operation::Delete | Operation::Connect => Ok(Allow::default()),
+        Operation::Connect => Ok(Allow::default()),
+        Operation::Delete => {
+            let Some(old) = change.old_object else {
+                return Ok(Allow::default());
+            };
+            let meta = secret_meta(old, change.namespace);
+            if !meta.is_credential() {
+                return Ok(Allow::default());
+            }
+            synced(index)?;
+            in_use(settings, index, &meta)
+        }
         Operation::Create | Operation::Update => {
             let Some(object) = change.object else {
                 return Err(Deny("the request carries no object to check".into()));
@@ -61,9 +75,156 @@ pub fn secret(settings: &Settings, change: &Change<'_, Secret>) -> Verdict {
                     .map_err(context)?,
                 None => created_by_is_requester(&meta, change.user).map_err(context)?,
             }
-            Ok(Allow::default())
+            synced(index)?;
+            let mut allow = Allow::default();
+            placement(settings, index, &meta, &scope, &mut allow).map_err(context)?;
+            unique_name(settings, index, &meta, &scope, &mut allow).map_err(context)?;
+            Ok(allow)
         }
     }
+}
+
+/// State-dependent rules answer only from a synced cache; otherwise they deny, retryably.
+fn synced(index: &Index) -> Result<(), Deny> {
+    match index.not_synced() {
+        None => Ok(()),
+        Some(what) => Err(Deny(format!(
+            "credgate's view of the cluster is not complete yet (waiting for: {what}), so it cannot check this safely; retry in a few seconds"
+        ))),
+    }
+}
+
+/// Credentials live in project namespaces or in the credentials namespace.
+fn placement(
+    settings: &Settings,
+    index: &Index,
+    meta: &Meta<'_>,
+    scope: &Scope,
+    allow: &mut Allow,
+) -> Result<(), String> {
+    match scope {
+        Scope::Project if index.project_of(meta.namespace).is_none() => Err(format!(
+            "namespace {:?} is neither a project namespace (label runai/queue) nor the credentials namespace {:?}; create the credential in a project's namespace",
+            meta.namespace, settings.credentials_namespace
+        )),
+        Scope::Department(d) if !index.department_has_projects(d) => {
+            allow.warnings.push(format!(
+                "no project namespace belongs to department {d:?} yet (namespace label run.ai/department), so this credential reaches no project for now"
+            ));
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// True when another labelled Secret of the namespace is backed by `name`.
+fn backs_a_credential(index: &Index, namespace: &str, name: &str) -> bool {
+    index
+        .secrets_in(namespace)
+        .any(|(_, info)| info.existing_secret.as_deref() == Some(name))
+}
+
+/// `run.ai/name` is unique among credentials of one scope; a project credential
+/// that shadows a department or cluster one gets a warning.
+fn unique_name(
+    settings: &Settings,
+    index: &Index,
+    meta: &Meta<'_>,
+    scope: &Scope,
+    allow: &mut Allow,
+) -> Result<(), String> {
+    let wanted = meta.credential_name();
+    let same_name = |namespace: &str, scope: &Scope| -> Option<String> {
+        index
+            .secrets_in(namespace)
+            .filter(|(name, _)| !(namespace == meta.namespace && *name == meta.name))
+            .filter(|(name, info)| {
+                info.credential_name == wanted
+                    && info.scope.as_ref() == Some(scope)
+                    && !backs_a_credential(index, namespace, name)
+            })
+            .map(|(name, _)| name.to_owned())
+            .min()
+    };
+    if let Some(other) = same_name(meta.namespace, scope) {
+        return Err(format!(
+            "the name {wanted:?} is already used by the {scope} credential in Secret {:?}/{other:?}; choose another run.ai/name",
+            meta.namespace
+        ));
+    }
+    if *scope == Scope::Project {
+        let department = index
+            .namespace(meta.namespace)
+            .and_then(|n| n.department.clone());
+        let wider = department
+            .map(Scope::Department)
+            .into_iter()
+            .chain([Scope::Cluster]);
+        for wider in wider {
+            if let Some(other) = same_name(&settings.credentials_namespace, &wider) {
+                allow.warnings.push(format!(
+                    "credential {wanted:?} shadows the {wider} credential of the same name (Secret {:?}/{other:?}) in this project",
+                    settings.credentials_namespace
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// DELETE of a credential, or of the existing Secret behind one, while workloads use it.
+fn in_use(settings: &Settings, index: &Index, meta: &Meta<'_>) -> Verdict {
+    // The credentials this Secret is, or backs.
+    let mut credentials: Vec<(String, Option<crate::credential::Scope>)> = Vec::new();
+    let backed: Vec<_> = index
+        .secrets_in(meta.namespace)
+        .filter(|(_, info)| info.existing_secret.as_deref() == Some(meta.name))
+        .map(|(_, info)| (info.credential_name.clone(), info.scope.clone()))
+        .collect();
+    let is_backing = !backed.is_empty();
+    credentials.extend(backed);
+    if !is_backing {
+        credentials.push((
+            meta.credential_name().to_owned(),
+            meta.scope(&settings.credentials_namespace).ok(),
+        ));
+    }
+    let mut total = 0;
+    let mut listed = Vec::new();
+    for (name, scope) in &credentials {
+        let scope = scope.clone().unwrap_or(Scope::Project);
+        let namespaces = index.visible_in(&scope, meta.namespace);
+        // Native references name the Secret itself, in its own namespace.
+        let native = (scope == Scope::Project).then_some(meta.name);
+        let users = index.users(&namespaces, native, Some(name), USERS_LISTED);
+        total += users.total;
+        listed.extend(users.first);
+    }
+    if total == 0 {
+        return Ok(Allow::default());
+    }
+    listed.sort();
+    listed.dedup();
+    listed.truncate(USERS_LISTED);
+    let what = if is_backing {
+        format!(
+            "the Secret {:?} backs credential {:?}, which",
+            meta.name, credentials[0].0
+        )
+    } else {
+        format!("credential {:?}", meta.credential_name())
+    };
+    let more = total.saturating_sub(listed.len());
+    Err(Deny(format!(
+        "{what} is in use by {total} workload{}: {}{}; remove these references (or delete the workloads) first",
+        if total == 1 { "" } else { "s" },
+        listed.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )))
 }
 
 /// `credential "name" (type)` for messages.
@@ -254,6 +415,7 @@ fn created_by_is_requester(meta: &Meta<'_>, user: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::{NamespaceInfo, SecretInfo};
     use base64::Engine as _;
     use serde_json::{Value, json};
 
@@ -314,7 +476,34 @@ mod tests {
             object: Some(object),
             old_object: old,
         };
-        super::secret(&Settings::default(), &change)
+        super::secret(&Settings::default(), &index(), &change)
+    }
+
+    /// A synced index: `team-a` is a project of department `rnd`, `runai` the credentials namespace.
+    fn index() -> Index {
+        let mut index = Index::default();
+        index.set_namespace(
+            "team-a",
+            NamespaceInfo {
+                project: Some("team-a".into()),
+                department: Some("rnd".into()),
+            },
+        );
+        index.set_namespace("runai", NamespaceInfo::default());
+        index.set_namespace("plain", NamespaceInfo::default());
+        index
+    }
+
+    fn index_with(secrets: &[(&str, &str, Value)]) -> Index {
+        let mut index = index();
+        for (ns, name, overrides) in secrets {
+            let mut o = json!({"metadata": {"namespace": ns, "name": name}});
+            merge(&mut o, overrides.clone());
+            let secret = super::tests::secret(o);
+            let meta = secret_meta(&secret, ns);
+            index.set_secret(ns, name, SecretInfo::from_meta(&meta, "uid", "runai"));
+        }
+        index
     }
 
     fn assert_verdict(name: &str, got: Verdict, want: Result<(), &str>) {
@@ -612,7 +801,219 @@ mod tests {
             object: None,
             old_object: Some(&old),
         };
-        assert!(super::secret(&Settings::default(), &change).is_ok());
+        assert!(super::secret(&Settings::default(), &index(), &change).is_ok());
+    }
+
+    fn decide_with(
+        index: &Index,
+        op: Operation,
+        object: Option<&Secret>,
+        old: Option<&Secret>,
+    ) -> Verdict {
+        let ns = object.or(old).unwrap().metadata.namespace.clone().unwrap();
+        let change = Change {
+            operation: op,
+            user: USER,
+            namespace: &ns,
+            object,
+            old_object: old,
+        };
+        super::secret(&Settings::default(), index, &change)
+    }
+
+    #[test]
+    fn placement_and_unique_names() {
+        let index = index_with(&[
+            (
+                "team-a",
+                "taken",
+                json!({"metadata": {"annotations": {"run.ai/name": "db"}}}),
+            ),
+            (
+                "runai",
+                "cluster-db",
+                json!({"metadata": {"labels": {"run.ai/cluster-wide": "true"}, "annotations": {"run.ai/name": "db2"}}}),
+            ),
+            (
+                "runai",
+                "rnd-db",
+                json!({"metadata": {"labels": {"run.ai/department": "rnd"}, "annotations": {"run.ai/name": "db2"}}}),
+            ),
+        ]);
+        let outside = secret(json!({"metadata": {"namespace": "plain"}}));
+        assert_verdict(
+            "outside any project",
+            decide_with(&index, Operation::Create, Some(&outside), None),
+            Err("namespace \"plain\" is neither a project namespace"),
+        );
+        let dup =
+            secret(json!({"metadata": {"name": "other", "annotations": {"run.ai/name": "db"}}}));
+        assert_verdict(
+            "duplicate name",
+            decide_with(&index, Operation::Create, Some(&dup), None),
+            Err(
+                "the name \"db\" is already used by the project credential in Secret \"team-a\"/\"taken\"",
+            ),
+        );
+        // The same Secret updated keeps its own name.
+        let same = secret(
+            json!({"metadata": {"name": "taken", "annotations": {"run.ai/name": "db", "run.ai/created-by": USER}}}),
+        );
+        assert!(decide_with(&index, Operation::Update, Some(&same), Some(&same)).is_ok());
+        // A project credential may shadow wider ones, with warnings.
+        let shadow =
+            secret(json!({"metadata": {"name": "mine", "annotations": {"run.ai/name": "db2"}}}));
+        let warnings = decide_with(&index, Operation::Create, Some(&shadow), None)
+            .unwrap()
+            .warnings;
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].contains("shadows the department rnd credential"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].contains("shadows the cluster credential"),
+            "{warnings:?}"
+        );
+        // Department scope with no project yet: allowed with a warning.
+        let lonely = secret(
+            json!({"metadata": {"namespace": "runai", "name": "ops", "labels": {"run.ai/department": "ops"}}}),
+        );
+        let warnings = decide_with(&index, Operation::Create, Some(&lonely), None)
+            .unwrap()
+            .warnings;
+        assert!(
+            warnings[0].contains("no project namespace belongs to department \"ops\""),
+            "{warnings:?}"
+        );
+        // Same name in another scope of the credentials namespace: fine.
+        let other_scope = secret(
+            json!({"metadata": {"namespace": "runai", "name": "x", "labels": {"run.ai/department": "rnd"}, "annotations": {"run.ai/name": "db"}}}),
+        );
+        assert!(decide_with(&index, Operation::Create, Some(&other_scope), None).is_ok());
+    }
+
+    #[test]
+    fn not_synced_denies_instead_of_guessing() {
+        let mut index = Index::waiting_for(&["secrets"]);
+        index.set_namespace(
+            "team-a",
+            NamespaceInfo {
+                project: Some("team-a".into()),
+                department: None,
+            },
+        );
+        let credential = secret(json!({}));
+        for (op, object, old) in [
+            (Operation::Create, Some(&credential), None),
+            (Operation::Delete, None, Some(&credential)),
+        ] {
+            assert_verdict(
+                "unsynced",
+                decide_with(&index, op, object, old),
+                Err("not complete yet (waiting for: secrets (not listed yet))"),
+            );
+        }
+        // Plain Secrets are not affected.
+        let mut plain = credential.clone();
+        plain.metadata.labels = None;
+        assert!(decide_with(&index, Operation::Delete, None, Some(&plain)).is_ok());
+    }
+
+    #[test]
+    fn delete_in_use() {
+        use crate::workload::{Reference, Usage, WorkloadKind};
+        let mut index = index_with(&[
+            (
+                "team-a",
+                "reg",
+                json!({"metadata": {"annotations": {"run.ai/name": "registry"}}}),
+            ),
+            (
+                "team-a",
+                "backed",
+                json!({"type": "Opaque", "data": null, "metadata": {"annotations": {"run.ai/existing-secret": "pull"}}}),
+            ),
+            ("team-a", "pull", json!({})),
+            (
+                "runai",
+                "cluster-s3",
+                json!({"metadata": {"labels": {"run.ai/cluster-wide": "true"}, "annotations": {"run.ai/name": "s3"}}}),
+            ),
+        ]);
+        index.set_namespace(
+            "team-b",
+            NamespaceInfo {
+                project: Some("team-b".into()),
+                department: None,
+            },
+        );
+        let named = |n: &str| Reference::Credential(n.into(), Usage::Environment);
+        for i in 0..7 {
+            index.set_workload(
+                WorkloadKind::Pod,
+                "team-a",
+                &format!("p{i}"),
+                [named("registry")],
+            );
+        }
+        index.set_workload(
+            WorkloadKind::CronJob,
+            "team-b",
+            "sync",
+            [Reference::Credential("s3".into(), Usage::DataSource)],
+        );
+        index.set_workload(
+            WorkloadKind::PodTemplate,
+            "team-a",
+            "tpl",
+            [Reference::Secret("pull".into(), Usage::ImagePull)],
+        );
+
+        let old = |ns: &str, name: &str, overrides: Value| {
+            let mut o = json!({"metadata": {"namespace": ns, "name": name}});
+            merge(&mut o, overrides);
+            secret(o)
+        };
+        let reg = old(
+            "team-a",
+            "reg",
+            json!({"metadata": {"annotations": {"run.ai/name": "registry"}}}),
+        );
+        assert_verdict(
+            "project credential",
+            decide_with(&index, Operation::Delete, None, Some(&reg)),
+            Err(
+                "credential \"registry\" is in use by 7 workloads: Pod/team-a/p0, Pod/team-a/p1, Pod/team-a/p2, Pod/team-a/p3, Pod/team-a/p4 and 2 more",
+            ),
+        );
+        let cluster = old(
+            "runai",
+            "cluster-s3",
+            json!({"metadata": {"labels": {"run.ai/cluster-wide": "true"}, "annotations": {"run.ai/name": "s3"}}}),
+        );
+        assert_verdict(
+            "cluster credential",
+            decide_with(&index, Operation::Delete, None, Some(&cluster)),
+            Err("in use by 1 workload: CronJob/team-b/sync;"),
+        );
+        let pull = old("team-a", "pull", json!({}));
+        assert_verdict(
+            "backing secret",
+            decide_with(&index, Operation::Delete, None, Some(&pull)),
+            Err(
+                "the Secret \"pull\" backs credential \"backed\", which is in use by 1 workload: PodTemplate/team-a/tpl",
+            ),
+        );
+        let unused = old("team-a", "unused", json!({}));
+        assert!(decide_with(&index, Operation::Delete, None, Some(&unused)).is_ok());
+        for i in 0..7 {
+            index.remove_workload(WorkloadKind::Pod, "team-a", &format!("p{i}"));
+        }
+        assert!(
+            decide_with(&index, Operation::Delete, None, Some(&reg)).is_ok(),
+            "allowed again once the users are gone"
+        );
     }
 
     #[test]

@@ -130,10 +130,12 @@ async fn unusable_certificate_files_fail_the_start_with_a_reason() {
         ),
     ];
     for (cert, key, fragment) in cases {
+        let admission = Admission::with_index(Settings::default(), Default::default());
         let result = Server::bind(
             options(cert, key),
-            Admission::new(Settings::default()),
+            admission,
             Arc::new(Metrics::default()),
+            Arc::default(),
         )
         .await;
         let message = result.err().expect("bind must fail").to_string();
@@ -238,7 +240,14 @@ async fn binary_certs_serve_and_sigterm() {
         .unwrap();
     assert_eq!(bundle, std::fs::read(dir.path().join("ca.crt")).unwrap());
 
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n",
+    )
+    .unwrap();
     let out = Command::new(bin)
+        .env("KUBECONFIG", &kubeconfig)
         .args([
             "serve",
             "--tls-cert",
@@ -259,6 +268,7 @@ async fn binary_certs_serve_and_sigterm() {
 
     let mut guard = common::KillOnDrop(Some(
         Command::new(bin)
+            .env("KUBECONFIG", &kubeconfig)
             .args([
                 "--log-format",
                 "json",
@@ -286,12 +296,29 @@ async fn binary_certs_serve_and_sigterm() {
         .find(|v| v["message"] == "serving")
         .expect("a 'serving' log line");
     let admin = serving["admin"].as_str().unwrap().to_owned();
-    let ready = client(b"", false)
+    // No API server answers this kubeconfig: credgate is live but not ready.
+    let http = client(b"", false);
+    assert_eq!(
+        http.get(format!("http://{admin}/livez"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let ready = http
         .get(format!("http://{admin}/readyz"))
         .send()
         .await
         .unwrap();
-    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.status(), 503);
+    assert!(
+        ready
+            .text()
+            .await
+            .unwrap()
+            .contains("waiting for cluster state")
+    );
 
     let killed = Command::new("kill")
         .args(["-TERM", &pid.to_string()])

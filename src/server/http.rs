@@ -109,7 +109,7 @@ async fn route(
         Ok(Ok(collected)) => collected.to_bytes(),
     };
     let started = Instant::now();
-    let outcome = webhook.admission.review(endpoint, &body);
+    let outcome = webhook.admission.review(endpoint, &body).await;
     webhook
         .metrics
         .admission(endpoint, &outcome.kind, outcome.decision, started.elapsed());

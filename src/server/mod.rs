@@ -74,6 +74,7 @@ impl Server {
         options: Options,
         admission: Admission,
         metrics: Arc<Metrics>,
+        health: Arc<Health>,
     ) -> Result<Self, ServerError> {
         let store = CertStore::load(&options.tls_cert, &options.tls_key, metrics.clone())?;
         let tls = TlsAcceptor::from(store.server_config()?);
@@ -89,7 +90,7 @@ impl Server {
             webhook,
             admin,
             tls,
-            health: Arc::default(),
+            health,
             metrics,
             admission,
         })

@@ -4,6 +4,7 @@
 
 use credgate::admission::Admission;
 use credgate::certs;
+use credgate::index::{Index, NamespaceInfo};
 use credgate::metrics::Metrics;
 use credgate::policy::Settings;
 use credgate::server::http::Limits;
@@ -24,6 +25,23 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+}
+
+/// A synced snapshot: `team-a` and `team-b` are projects of department `rnd`;
+/// `runai` is the credentials namespace.
+pub fn test_index() -> Index {
+    let mut index = Index::default();
+    for ns in ["team-a", "team-b"] {
+        index.set_namespace(
+            ns,
+            NamespaceInfo {
+                project: Some(ns.into()),
+                department: Some("rnd".into()),
+            },
+        );
+    }
+    index.set_namespace("runai", NamespaceInfo::default());
+    index
 }
 
 pub fn issue(out: &Path, new_ca: bool) -> certs::Issued {
@@ -61,10 +79,12 @@ impl TestServer {
     }
 
     pub async fn start_with(dir: tempfile::TempDir, options: Options) -> Self {
+        let admission = Admission::with_index(Settings::default(), test_index());
         let server = Server::bind(
             options,
-            Admission::new(Settings::default()),
+            admission,
             Arc::new(Metrics::default()),
+            Arc::default(),
         )
         .await
         .unwrap();

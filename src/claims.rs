@@ -1,0 +1,332 @@
+//! Existing-secret claims, made atomic through the API server.
+//!
+//! An existing Secret backs at most one credential. Two credgate replicas can
+//! receive two such credentials at the same moment, so an in-memory check
+//! alone would race. Instead a claim is a coordination.k8s.io Lease named after
+//! the existing Secret, in its namespace: creates are atomic, so exactly one
+//! credential wins. A claim whose credential is gone (deleted, or refused by a
+//! later admission step) is taken over once it is older than
+//! [`FRESH_CLAIM`]. Dry-run requests check but never write.
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::{Client, ResourceExt};
+use std::time::Duration;
+
+use crate::credential::{CredentialType, Scope, annotation, label};
+use crate::policy::{Deny, secret_meta};
+use crate::validate;
+
+/// A claim younger than this whose credential is not stored yet may belong to
+/// a request still in flight: it is not taken over.
+pub const FRESH_CLAIM: Duration = Duration::from_secs(30);
+/// Longest wait for one API call on the admission path.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Label on claim Leases.
+pub const CLAIM_LABEL: &str = "credgate.run.ai/claim";
+
+/// What is being claimed, and by whom.
+#[derive(Clone, Debug)]
+pub struct Claim<'a> {
+    pub namespace: &'a str,
+    pub existing_secret: &'a str,
+    /// The credential Secret's name.
+    pub holder: &'a str,
+    pub kind: CredentialType,
+    pub scope: &'a Scope,
+    pub dry_run: bool,
+}
+
+/// The Lease name of a claim on `existing_secret`.
+pub fn lease_name(existing_secret: &str) -> String {
+    let name = format!("credgate-claim.{existing_secret}");
+    if name.len() <= 253 {
+        return name;
+    }
+    // FNV-1a: stable, and long names are rare enough that 64 bits are plenty.
+    let hash = existing_secret.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    });
+    format!("credgate-claim.{hash:016x}")
+}
+
+fn retry(message: impl std::fmt::Display) -> Deny {
+    Deny(format!(
+        "{message}; this is temporary, retry in a few seconds"
+    ))
+}
+
+async fn call<T>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, Deny> {
+    match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(retry(format!(
+            "credgate could not {what}: {}",
+            api_reason(&e)
+        ))),
+        Err(_) => Err(retry(format!("credgate could not {what} in time"))),
+    }
+}
+
+fn api_reason(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.reason),
+        other => other.to_string(),
+    }
+}
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+/// Checks that the existing Secret may back this credential, then claims it.
+pub async fn claim(client: &Client, c: &Claim<'_>) -> Result<(), Deny> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), c.namespace);
+    let existing = match tokio::time::timeout(CALL_TIMEOUT, secrets.get_opt(c.existing_secret))
+        .await
+    {
+        Ok(Ok(Some(s))) => s,
+        Ok(Ok(None)) => {
+            return Err(Deny(format!(
+                "the existing Secret {:?} does not exist in namespace {:?}; create it first or fix run.ai/existing-secret",
+                c.existing_secret, c.namespace
+            )));
+        }
+        Ok(Err(e)) => {
+            return Err(retry(format!(
+                "credgate could not read Secret {:?}: {}",
+                c.existing_secret,
+                api_reason(&e)
+            )));
+        }
+        Err(_) => {
+            return Err(retry(format!(
+                "credgate could not read Secret {:?} in time",
+                c.existing_secret
+            )));
+        }
+    };
+    eligible(&existing, c)?;
+    // The existing Secret's data is read for the shape check only and dropped here.
+    drop(existing);
+
+    let leases: Api<Lease> = Api::namespaced(client.clone(), c.namespace);
+    let name = lease_name(c.existing_secret);
+    for _ in 0..2 {
+        if let Some(current) = call("read the claim", leases.get_opt(&name)).await? {
+            let holder = current
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.as_deref())
+                .unwrap_or_default();
+            if holder == c.holder {
+                return Ok(());
+            }
+            if holder_still_claims(&secrets, holder, c.existing_secret).await? {
+                return Err(Deny(format!(
+                    "the existing Secret {:?} already backs credential Secret {holder:?}; an existing Secret can back only one credential",
+                    c.existing_secret
+                )));
+            }
+            let age = current.creation_timestamp().map(|t| {
+                let now = k8s_openapi::jiff::Timestamp::now();
+                now.duration_since(t.0).unsigned_abs()
+            });
+            if age.is_none_or(|a| a < FRESH_CLAIM) {
+                return Err(retry(format!(
+                    "another credential ({holder:?}) is being created for the existing Secret {:?} right now",
+                    c.existing_secret
+                )));
+            }
+            if c.dry_run {
+                return Ok(());
+            }
+            // Stale: its credential is gone. Take it over, but only this exact claim.
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: current.uid(),
+                    resource_version: current.resource_version(),
+                }),
+                ..DeleteParams::default()
+            };
+            match tokio::time::timeout(CALL_TIMEOUT, leases.delete(&name, &dp)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if is_status(&e, 404) || is_status(&e, 409) => {}
+                Ok(Err(e)) => {
+                    return Err(retry(format!(
+                        "credgate could not release a stale claim: {}",
+                        api_reason(&e)
+                    )));
+                }
+                Err(_) => return Err(retry("credgate could not release a stale claim in time")),
+            }
+            continue;
+        }
+        if c.dry_run {
+            return Ok(());
+        }
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(c.namespace.to_owned()),
+                labels: Some([(CLAIM_LABEL.to_owned(), "true".to_owned())].into()),
+                annotations: Some(
+                    [(
+                        annotation::EXISTING_SECRET.to_owned(),
+                        c.existing_secret.to_owned(),
+                    )]
+                    .into(),
+                ),
+                ..ObjectMeta::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(c.holder.to_owned()),
+                ..LeaseSpec::default()
+            }),
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, leases.create(&PostParams::default(), &lease))
+            .await
+        {
+            Ok(Ok(_)) => return Ok(()),
+            // Someone else was faster: look at their claim.
+            Ok(Err(e)) if is_status(&e, 409) => continue,
+            Ok(Err(e)) => {
+                return Err(retry(format!(
+                    "credgate could not record the claim: {}",
+                    api_reason(&e)
+                )));
+            }
+            Err(_) => return Err(retry("credgate could not record the claim in time")),
+        }
+    }
+    Err(retry(format!(
+        "the claim on the existing Secret {:?} is contended",
+        c.existing_secret
+    )))
+}
+
+/// Removes the claim held by `holder` on `existing_secret` (after the credential is gone).
+pub async fn release(
+    client: &Client,
+    namespace: &str,
+    existing_secret: &str,
+    holder: &str,
+) -> Result<(), kube::Error> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let name = lease_name(existing_secret);
+    let Some(current) = leases.get_opt(&name).await? else {
+        return Ok(());
+    };
+    if current
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.as_deref())
+        != Some(holder)
+    {
+        return Ok(());
+    }
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: current.uid(),
+            resource_version: current.resource_version(),
+        }),
+        ..DeleteParams::default()
+    };
+    match leases.delete(&name, &dp).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn holder_still_claims(
+    secrets: &Api<Secret>,
+    holder: &str,
+    existing_secret: &str,
+) -> Result<bool, Deny> {
+    if holder.is_empty() {
+        return Ok(false);
+    }
+    let meta = call(
+        "read the claiming credential",
+        secrets.get_metadata_opt(holder),
+    )
+    .await?;
+    Ok(meta.is_some_and(|m| {
+        m.annotations()
+            .get(annotation::EXISTING_SECRET)
+            .map(String::as_str)
+            == Some(existing_secret)
+    }))
+}
+
+/// The seeds' eligibility rules: scope labels, same type label, right shape.
+fn eligible(existing: &Secret, c: &Claim<'_>) -> Result<(), Deny> {
+    let meta = secret_meta(existing, c.namespace);
+    let name = c.existing_secret;
+    let deny = |why: String| {
+        Err(Deny(format!(
+            "the existing Secret {name:?} cannot back this credential: {why}"
+        )))
+    };
+    if meta.annotation(annotation::EXISTING_SECRET).is_some() {
+        return deny("it is itself a credential backed by another Secret".into());
+    }
+    match meta.label(label::RESOURCE) {
+        Some(t) if t == c.kind.as_str() => {}
+        Some(t) => {
+            return deny(format!(
+                "it is labelled run.ai/resource: {t}, not {}",
+                c.kind
+            ));
+        }
+        None => return deny(format!("label it run.ai/resource: {}", c.kind)),
+    }
+    let cluster = meta.label(label::CLUSTER_WIDE) == Some("true")
+        || meta.label(label::CLUSTER_WIDE_LEGACY) == Some("true");
+    let department = meta.label(label::DEPARTMENT);
+    match c.scope {
+        Scope::Cluster if !cluster => {
+            return deny("label it run.ai/cluster-wide: \"true\" to share it cluster-wide".into());
+        }
+        Scope::Department(d) if department != Some(d.as_str()) => {
+            return deny(format!(
+                "label it run.ai/department: {d} to share it with department {d}"
+            ));
+        }
+        Scope::Project if cluster || department.is_some() => {
+            return deny(
+                "it carries a cluster or department label; project credentials need neither".into(),
+            );
+        }
+        _ => {}
+    }
+    validate::shape(c.kind, existing)
+        .map_err(|problem| Deny(format!("the existing Secret {name:?}: {problem}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_names_are_valid_and_stable() {
+        assert_eq!(lease_name("pull"), "credgate-claim.pull");
+        let long = vec!["a".repeat(63); 4].join(".")[..253]
+            .trim_end_matches('.')
+            .to_owned();
+        assert!(crate::credential::is_dns_subdomain(&long));
+        let name = lease_name(&long);
+        assert!(
+            name.len() <= 253 && crate::credential::is_dns_subdomain(&name),
+            "{name}"
+        );
+        assert_eq!(name, lease_name(&long));
+        assert_ne!(name, lease_name(&format!("{}b", &long[..long.len() - 1])));
+    }
+}

@@ -1,0 +1,441 @@
+//! The in-memory snapshot of cluster state that admission decisions read.
+//!
+//! It holds metadata and references only, never secret data:
+//! - namespaces: their project and department labels;
+//! - labelled Secrets: credential type, scope, name, backing secret, registries;
+//! - workloads: each reduced to the names it references (Secrets named in the
+//!   pod spec, credentials named in annotations), with names interned so a
+//!   typical pod costs well under 150 bytes. Workloads that reference nothing
+//!   are not stored at all.
+//!
+//! Updates are O(references of the object); lookups never call the API.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::credential::{CredentialType, Meta, Scope, annotation};
+use crate::workload::{Reference, WorkloadKind};
+
+/// An interned string.
+pub type Sym = u32;
+
+#[derive(Debug, Default)]
+struct Interner {
+    ids: HashMap<Box<str>, Sym>,
+    names: Vec<Box<str>>,
+}
+
+impl Interner {
+    fn intern(&mut self, s: &str) -> Sym {
+        if let Some(id) = self.ids.get(s) {
+            return *id;
+        }
+        let id = self.names.len() as Sym;
+        self.names.push(s.into());
+        self.ids.insert(s.into(), id);
+        id
+    }
+
+    fn get(&self, s: &str) -> Option<Sym> {
+        self.ids.get(s).copied()
+    }
+
+    fn name(&self, id: Sym) -> &str {
+        &self.names[id as usize]
+    }
+}
+
+/// What credgate knows of a namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamespaceInfo {
+    /// `runai/queue`.
+    pub project: Option<String>,
+    /// `run.ai/department`.
+    pub department: Option<String>,
+}
+
+/// Metadata of a labelled Secret (a credential, or an existing secret eligible to back one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretInfo {
+    pub uid: String,
+    /// Declared type (`None` for a legacy marker without a type label).
+    pub kind: Option<CredentialType>,
+    /// `None` when the labels do not describe a valid scope.
+    pub scope: Option<Scope>,
+    /// `run.ai/name`, else the Secret's name.
+    pub credential_name: String,
+    pub existing_secret: Option<String>,
+}
+
+impl SecretInfo {
+    pub fn from_meta(meta: &Meta<'_>, uid: &str, credentials_namespace: &str) -> Self {
+        SecretInfo {
+            uid: uid.to_owned(),
+            kind: meta.declared_type().ok().flatten(),
+            scope: meta.scope(credentials_namespace).ok(),
+            credential_name: meta.credential_name().to_owned(),
+            existing_secret: meta
+                .annotation(annotation::EXISTING_SECRET)
+                .map(str::to_owned),
+        }
+    }
+}
+
+/// A reference, interned: a Secret name or a credential name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Ref {
+    Secret(Sym),
+    Credential(Sym),
+}
+
+type WorkloadKey = (WorkloadKind, Box<str>);
+
+#[derive(Debug, Default)]
+struct NamespaceWorkloads {
+    workloads: HashMap<WorkloadKey, Box<[Ref]>>,
+    /// How many workloads of this namespace hold each reference.
+    counts: HashMap<Ref, u32>,
+}
+
+/// The sources that must have synced before state-dependent rules may answer.
+pub const SOURCES: [&str; 3] = ["namespaces", "secrets", "workloads"];
+
+/// Users of a credential: the first few, and how many in all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Users {
+    pub total: usize,
+    /// `Kind/namespace/name`, sorted, at most the number asked for.
+    pub first: Vec<String>,
+}
+
+/// The snapshot.
+#[derive(Debug, Default)]
+pub struct Index {
+    strings: Interner,
+    namespaces: HashMap<String, NamespaceInfo>,
+    secrets: HashMap<(String, String), SecretInfo>,
+    workloads: HashMap<Sym, NamespaceWorkloads>,
+    /// Sources whose first full list has not arrived, or whose watch is failing.
+    not_synced: BTreeMap<String, String>,
+}
+
+impl Index {
+    /// An index that is not ready until each of `sources` is marked synced.
+    pub fn waiting_for(sources: &[&str]) -> Self {
+        let mut index = Index::default();
+        for s in sources {
+            index
+                .not_synced
+                .insert((*s).to_owned(), "not listed yet".to_owned());
+        }
+        index
+    }
+
+    pub fn mark_synced(&mut self, source: &str) {
+        self.not_synced.remove(source);
+    }
+
+    pub fn mark_unsynced(&mut self, source: &str, why: &str) {
+        self.not_synced.insert(source.to_owned(), why.to_owned());
+    }
+
+    /// `None` when every source is synced; otherwise which are not, and why.
+    pub fn not_synced(&self) -> Option<String> {
+        if self.not_synced.is_empty() {
+            None
+        } else {
+            Some(
+                self.not_synced
+                    .iter()
+                    .map(|(s, why)| format!("{s} ({why})"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        }
+    }
+
+    // ---- namespaces ----
+
+    pub fn set_namespace(&mut self, name: &str, info: NamespaceInfo) {
+        self.namespaces.insert(name.to_owned(), info);
+    }
+
+    pub fn remove_namespace(&mut self, name: &str) {
+        self.namespaces.remove(name);
+    }
+
+    /// Replaces all namespaces (after a full list).
+    pub fn replace_namespaces(&mut self, all: impl IntoIterator<Item = (String, NamespaceInfo)>) {
+        self.namespaces = all.into_iter().collect();
+    }
+
+    pub fn namespace(&self, name: &str) -> Option<&NamespaceInfo> {
+        self.namespaces.get(name)
+    }
+
+    /// The project of a namespace, if it is a project namespace.
+    pub fn project_of(&self, namespace: &str) -> Option<&str> {
+        self.namespaces.get(namespace)?.project.as_deref()
+    }
+
+    /// True when at least one project namespace names department `d`.
+    pub fn department_has_projects(&self, d: &str) -> bool {
+        self.namespaces
+            .values()
+            .any(|n| n.project.is_some() && n.department.as_deref() == Some(d))
+    }
+
+    /// Project namespaces where a credential of `scope` living in `namespace` is visible.
+    pub fn visible_in<'a>(&'a self, scope: &Scope, namespace: &'a str) -> Vec<&'a str> {
+        let projects = self.namespaces.iter().filter(|(_, n)| n.project.is_some());
+        let mut out: Vec<&str> = match scope {
+            Scope::Project => return vec![namespace],
+            Scope::Cluster => projects.map(|(k, _)| k.as_str()).collect(),
+            Scope::Department(d) => projects
+                .filter(|(_, n)| n.department.as_deref() == Some(d.as_str()))
+                .map(|(k, _)| k.as_str())
+                .collect(),
+        };
+        out.sort_unstable();
+        out
+    }
+
+    // ---- labelled secrets ----
+
+    pub fn set_secret(&mut self, namespace: &str, name: &str, info: SecretInfo) {
+        self.secrets
+            .insert((namespace.to_owned(), name.to_owned()), info);
+    }
+
+    pub fn remove_secret(&mut self, namespace: &str, name: &str) {
+        self.secrets
+            .remove(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    pub fn replace_secrets(
+        &mut self,
+        all: impl IntoIterator<Item = ((String, String), SecretInfo)>,
+    ) {
+        self.secrets = all.into_iter().collect();
+    }
+
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<&SecretInfo> {
+        self.secrets.get(&(namespace.to_owned(), name.to_owned()))
+    }
+
+    /// Labelled Secrets of one namespace, as `(name, info)`.
+    pub fn secrets_in<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a SecretInfo)> + 'a {
+        self.secrets
+            .iter()
+            .filter(move |((ns, _), _)| ns == namespace)
+            .map(|((_, name), info)| (name.as_str(), info))
+    }
+
+    // ---- workloads ----
+
+    /// Records (or replaces) what a workload references; an empty list removes it.
+    pub fn set_workload(
+        &mut self,
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+        references: impl IntoIterator<Item = Reference>,
+    ) {
+        let mut refs: Vec<Ref> = references
+            .into_iter()
+            .map(|r| match r {
+                Reference::Secret(n, _) => Ref::Secret(self.strings.intern(&n)),
+                Reference::Credential(n, _) => Ref::Credential(self.strings.intern(&n)),
+            })
+            .collect();
+        refs.sort_unstable();
+        refs.dedup();
+        let ns = self.strings.intern(namespace);
+        let entry = self.workloads.entry(ns).or_default();
+        let key: WorkloadKey = (kind, name.into());
+        if let Some(old) = entry.workloads.remove(&key) {
+            uncount(&mut entry.counts, &old);
+        }
+        if !refs.is_empty() {
+            for r in &refs {
+                *entry.counts.entry(*r).or_default() += 1;
+            }
+            entry.workloads.insert(key, refs.into_boxed_slice());
+        }
+        if entry.workloads.is_empty() {
+            self.workloads.remove(&ns);
+        }
+    }
+
+    pub fn remove_workload(&mut self, kind: WorkloadKind, namespace: &str, name: &str) {
+        self.set_workload(kind, namespace, name, []);
+    }
+
+    /// Drops every workload of `kind` not in `keep` (after a full list).
+    pub fn retain_workloads(
+        &mut self,
+        kind: WorkloadKind,
+        keep: &std::collections::HashSet<(String, String)>,
+    ) {
+        let mut gone = Vec::new();
+        for (ns, entry) in &self.workloads {
+            let ns_name = self.strings.name(*ns);
+            for (k, name) in entry.workloads.keys() {
+                if *k == kind && !keep.contains(&(ns_name.to_owned(), name.to_string())) {
+                    gone.push((ns_name.to_owned(), name.to_string()));
+                }
+            }
+        }
+        for (ns, name) in gone {
+            self.remove_workload(kind, &ns, &name);
+        }
+    }
+
+    /// Number of indexed workloads (those that reference something).
+    pub fn workload_count(&self) -> usize {
+        self.workloads.values().map(|n| n.workloads.len()).sum()
+    }
+
+    /// Workloads in `namespaces` that reference the Secret `secret` (by name, same
+    /// namespace as the workload) or the credential `credential` (by `run.ai/name`).
+    /// Lists at most `limit` of them (sorted), and counts all.
+    pub fn users(
+        &self,
+        namespaces: &[&str],
+        secret: Option<&str>,
+        credential: Option<&str>,
+        limit: usize,
+    ) -> Users {
+        let secret = secret.and_then(|s| self.strings.get(s)).map(Ref::Secret);
+        let credential = credential
+            .and_then(|c| self.strings.get(c))
+            .map(Ref::Credential);
+        let wanted: Vec<Ref> = secret.into_iter().chain(credential).collect();
+        let mut users = Users::default();
+        if wanted.is_empty() {
+            return users;
+        }
+        let mut names = Vec::new();
+        for ns_name in namespaces {
+            let Some(entry) = self
+                .strings
+                .get(ns_name)
+                .and_then(|ns| self.workloads.get(&ns))
+            else {
+                continue;
+            };
+            if !wanted.iter().any(|r| entry.counts.contains_key(r)) {
+                continue;
+            }
+            for ((kind, name), refs) in &entry.workloads {
+                if refs.iter().any(|r| wanted.contains(r)) {
+                    users.total += 1;
+                    names.push(format!("{}/{ns_name}/{name}", kind.as_str()));
+                }
+            }
+        }
+        names.sort_unstable();
+        names.truncate(limit);
+        users.first = names;
+        users
+    }
+}
+
+fn uncount(counts: &mut HashMap<Ref, u32>, refs: &[Ref]) {
+    for r in refs {
+        if let Some(c) = counts.get_mut(r) {
+            *c -= 1;
+            if *c == 0 {
+                counts.remove(r);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::Usage;
+
+    fn secret_ref(n: &str) -> Reference {
+        Reference::Secret(n.into(), Usage::Environment)
+    }
+    fn cred_ref(n: &str) -> Reference {
+        Reference::Credential(n.into(), Usage::DataSource)
+    }
+
+    fn project(index: &mut Index, ns: &str, department: Option<&str>) {
+        index.set_namespace(
+            ns,
+            NamespaceInfo {
+                project: Some(ns.into()),
+                department: department.map(Into::into),
+            },
+        );
+    }
+
+    #[test]
+    fn users_by_secret_and_by_credential_name() {
+        let mut index = Index::default();
+        project(&mut index, "a", Some("rnd"));
+        project(&mut index, "b", Some("rnd"));
+        project(&mut index, "c", None);
+        index.set_namespace("plain", NamespaceInfo::default());
+        index.set_workload(
+            WorkloadKind::Deployment,
+            "a",
+            "web",
+            [secret_ref("db"), cred_ref("s3")],
+        );
+        index.set_workload(WorkloadKind::Pod, "a", "web-1", [secret_ref("db")]);
+        index.set_workload(WorkloadKind::CronJob, "b", "sync", [cred_ref("s3")]);
+        index.set_workload(WorkloadKind::Pod, "c", "other", [cred_ref("s3")]);
+        index.set_workload(WorkloadKind::Pod, "a", "nothing", []);
+        assert_eq!(index.workload_count(), 4);
+
+        let project_a = index.users(&["a"], Some("db"), None, 5);
+        assert_eq!(project_a.total, 2);
+        assert_eq!(project_a.first, ["Deployment/a/web", "Pod/a/web-1"]);
+
+        let rnd = index.visible_in(&Scope::Department("rnd".into()), "runai");
+        assert_eq!(rnd, ["a", "b"]);
+        let users = index.users(&rnd, None, Some("s3"), 1);
+        assert_eq!(
+            (users.total, users.first.as_slice()),
+            (2, &["CronJob/b/sync".to_owned()][..])
+        );
+        assert_eq!(index.visible_in(&Scope::Cluster, "runai"), ["a", "b", "c"]);
+
+        // Updates replace references; deletes forget them.
+        index.set_workload(WorkloadKind::Deployment, "a", "web", [secret_ref("other")]);
+        assert_eq!(index.users(&["a"], None, Some("s3"), 5).total, 0);
+        index.remove_workload(WorkloadKind::Pod, "a", "web-1");
+        assert_eq!(index.users(&["a"], Some("db"), None, 5).total, 0);
+        let keep = [("b".to_owned(), "sync".to_owned())].into_iter().collect();
+        index.retain_workloads(WorkloadKind::CronJob, &keep);
+        index.retain_workloads(WorkloadKind::Pod, &Default::default());
+        assert_eq!(index.workload_count(), 2);
+    }
+
+    #[test]
+    fn sync_state() {
+        let mut index = Index::waiting_for(&SOURCES);
+        assert!(
+            index
+                .not_synced()
+                .unwrap()
+                .contains("namespaces (not listed yet)")
+        );
+        for s in SOURCES {
+            index.mark_synced(s);
+        }
+        assert_eq!(index.not_synced(), None);
+        index.mark_unsynced("secrets", "watch failing");
+        assert_eq!(
+            index.not_synced().as_deref(),
+            Some("secrets (watch failing)")
+        );
+    }
+}

@@ -1,0 +1,465 @@
+//! The workload side of the contract: annotations that name credentials, and
+//! the Secret references a pod spec makes natively.
+//!
+//! Pure parsing; errors quote the bad part of the annotation so kubectl shows
+//! the person exactly what to fix.
+
+use k8s_openapi::api::core::v1::PodSpec;
+use std::collections::BTreeMap;
+
+use crate::credential::is_dns_subdomain;
+
+/// Annotations on a Pod, or on the pod template's metadata of a workload.
+pub mod annotation {
+    /// `ENV=<credential>:<key>, ...` → env vars from secret keys.
+    pub const ENV: &str = "run.ai/credentials-env";
+    /// `<credential>, ...` → `envFrom.secretRef`.
+    pub const ENV_FROM: &str = "run.ai/credentials-env-from";
+    /// `<credential>:<mountPath>, ...` → read-only secret volumes.
+    pub const VOLUME: &str = "run.ai/credentials-volume";
+    /// `<access-key credential>` → AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+    pub const S3: &str = "run.ai/s3-credential";
+    /// `<password credential>` → GIT_SYNC_USERNAME / GIT_SYNC_PASSWORD.
+    pub const GIT: &str = "run.ai/git-credential";
+    /// `auto` (default) | `none` | `<credential>, ...` → imagePullSecrets.
+    pub const IMAGE_PULL: &str = "run.ai/image-pull-credentials";
+}
+
+/// The kinds of workload credgate follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WorkloadKind {
+    Pod,
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    ReplicaSet,
+    Job,
+    CronJob,
+    PodTemplate,
+}
+
+impl WorkloadKind {
+    pub const ALL: [WorkloadKind; 8] = [
+        WorkloadKind::Pod,
+        WorkloadKind::Deployment,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::DaemonSet,
+        WorkloadKind::ReplicaSet,
+        WorkloadKind::Job,
+        WorkloadKind::CronJob,
+        WorkloadKind::PodTemplate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Pod => "Pod",
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::ReplicaSet => "ReplicaSet",
+            WorkloadKind::Job => "Job",
+            WorkloadKind::CronJob => "CronJob",
+            WorkloadKind::PodTemplate => "PodTemplate",
+        }
+    }
+}
+
+/// How a workload uses a credential, for the usage graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Usage {
+    /// Env vars, envFrom or a volume.
+    Environment,
+    /// S3 or Git data source.
+    DataSource,
+    /// imagePullSecrets.
+    ImagePull,
+}
+
+/// One reference of a workload.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reference {
+    /// A Secret named in the pod spec (same namespace).
+    Secret(String, Usage),
+    /// A credential named by `run.ai/name` in an annotation.
+    Credential(String, Usage),
+}
+
+/// `ENV=<credential>:<key>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvRef {
+    pub env: String,
+    pub credential: String,
+    pub key: String,
+}
+
+/// `<credential>:<mountPath>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeRef {
+    pub credential: String,
+    pub mount_path: String,
+}
+
+/// What `run.ai/image-pull-credentials` asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum ImagePull {
+    #[default]
+    Auto,
+    None,
+    Named(Vec<String>),
+}
+
+/// The parsed workload annotations.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Requests {
+    pub env: Vec<EnvRef>,
+    pub env_from: Vec<String>,
+    pub volumes: Vec<VolumeRef>,
+    pub s3: Option<String>,
+    pub git: Option<String>,
+    pub image_pull: ImagePull,
+}
+
+/// A malformed annotation; the message quotes the part at fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("annotation {annotation}: {problem}")]
+pub struct AnnotationError {
+    pub annotation: &'static str,
+    pub problem: String,
+}
+
+fn items(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn credential_name(
+    annotation: &'static str,
+    name: &str,
+    whole: &str,
+) -> Result<String, AnnotationError> {
+    if is_dns_subdomain(name) {
+        Ok(name.to_owned())
+    } else {
+        Err(AnnotationError {
+            annotation,
+            problem: format!(
+                "{name:?} in {whole:?} is not a credential name (lowercase letters, digits, '-', '.')"
+            ),
+        })
+    }
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
+}
+
+fn is_secret_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+/// Parses the credential annotations of a pod or pod template.
+pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> Result<Requests, AnnotationError> {
+    let mut requests = Requests::default();
+    let Some(annotations) = annotations else {
+        return Ok(requests);
+    };
+    let get = |k: &str| annotations.get(k).map(String::as_str);
+    if let Some(value) = get(annotation::ENV) {
+        for item in items(value) {
+            let bad = |problem: String| AnnotationError {
+                annotation: annotation::ENV,
+                problem,
+            };
+            let (env, source) = item
+                .split_once('=')
+                .ok_or_else(|| bad(format!("{item:?} must look like ENV=<credential>:<key>")))?;
+            let (credential, key) = source
+                .split_once(':')
+                .ok_or_else(|| bad(format!("{item:?} must look like ENV=<credential>:<key>")))?;
+            let (env, credential, key) = (env.trim(), credential.trim(), key.trim());
+            if !is_env_name(env) {
+                return Err(bad(format!(
+                    "{env:?} in {item:?} is not an environment variable name"
+                )));
+            }
+            if !is_secret_key(key) {
+                return Err(bad(format!("{key:?} in {item:?} is not a Secret key")));
+            }
+            requests.env.push(EnvRef {
+                env: env.to_owned(),
+                credential: credential_name(annotation::ENV, credential, item)?,
+                key: key.to_owned(),
+            });
+        }
+    }
+    if let Some(value) = get(annotation::ENV_FROM) {
+        for item in items(value) {
+            requests
+                .env_from
+                .push(credential_name(annotation::ENV_FROM, item, value)?);
+        }
+    }
+    if let Some(value) = get(annotation::VOLUME) {
+        for item in items(value) {
+            let bad = |problem: String| AnnotationError {
+                annotation: annotation::VOLUME,
+                problem,
+            };
+            let (credential, path) = item
+                .split_once(':')
+                .ok_or_else(|| bad(format!("{item:?} must look like <credential>:<mountPath>")))?;
+            let path = path.trim();
+            if !path.starts_with('/') || path.contains(':') {
+                return Err(bad(format!(
+                    "{path:?} in {item:?} must be an absolute path"
+                )));
+            }
+            requests.volumes.push(VolumeRef {
+                credential: credential_name(annotation::VOLUME, credential.trim(), item)?,
+                mount_path: path.to_owned(),
+            });
+        }
+    }
+    for (key, slot) in [
+        (annotation::S3, &mut requests.s3),
+        (annotation::GIT, &mut requests.git),
+    ] {
+        if let Some(value) = get(key) {
+            let value = value.trim();
+            *slot = Some(credential_name(key, value, value)?);
+        }
+    }
+    if let Some(value) = get(annotation::IMAGE_PULL) {
+        requests.image_pull = match value.trim() {
+            "" | "auto" => ImagePull::Auto,
+            "none" => ImagePull::None,
+            list => ImagePull::Named(
+                items(list)
+                    .map(|n| credential_name(annotation::IMAGE_PULL, n, list))
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+    }
+    Ok(requests)
+}
+
+impl Requests {
+    /// The credentials these annotations name, with how they are used.
+    pub fn references(&self) -> impl Iterator<Item = Reference> + '_ {
+        let env = self
+            .env
+            .iter()
+            .map(|e| &e.credential)
+            .chain(&self.env_from)
+            .chain(self.volumes.iter().map(|v| &v.credential));
+        let data = self.s3.iter().chain(&self.git);
+        let pull: &[String] = match &self.image_pull {
+            ImagePull::Named(names) => names,
+            _ => &[],
+        };
+        env.map(|c| Reference::Credential(c.clone(), Usage::Environment))
+            .chain(data.map(|c| Reference::Credential(c.clone(), Usage::DataSource)))
+            .chain(
+                pull.iter()
+                    .map(|c| Reference::Credential(c.clone(), Usage::ImagePull)),
+            )
+    }
+}
+
+/// Secrets a pod spec names natively: pull secrets, env, envFrom, volumes and projected sources.
+pub fn secret_references(spec: &PodSpec) -> impl Iterator<Item = Reference> + '_ {
+    let pulls = spec
+        .image_pull_secrets
+        .iter()
+        .flatten()
+        .map(|r| Reference::Secret(r.name.clone(), Usage::ImagePull));
+    let env = all_containers(spec).flat_map(|(env, env_from)| {
+        let keys = env
+            .iter()
+            .flatten()
+            .filter_map(|e| e.value_from.as_ref()?.secret_key_ref.as_ref())
+            .map(|r| Reference::Secret(r.name.clone(), Usage::Environment));
+        let from = env_from
+            .iter()
+            .flatten()
+            .filter_map(|e| e.secret_ref.as_ref())
+            .map(|r| Reference::Secret(r.name.clone(), Usage::Environment));
+        keys.chain(from)
+    });
+    let volumes = spec.volumes.iter().flatten().flat_map(|v| {
+        let direct = v.secret.as_ref().and_then(|s| s.secret_name.clone());
+        let projected = v
+            .projected
+            .iter()
+            .flat_map(|p| p.sources.iter().flatten())
+            .filter_map(|s| s.secret.as_ref().map(|s| s.name.clone()));
+        direct
+            .into_iter()
+            .chain(projected)
+            .map(|n| Reference::Secret(n, Usage::Environment))
+    });
+    pulls.chain(env).chain(volumes)
+}
+
+type EnvLists<'a> = (
+    &'a Option<Vec<k8s_openapi::api::core::v1::EnvVar>>,
+    &'a Option<Vec<k8s_openapi::api::core::v1::EnvFromSource>>,
+);
+
+fn all_containers(spec: &PodSpec) -> impl Iterator<Item = EnvLists<'_>> {
+    let main = spec.containers.iter().map(|c| (&c.env, &c.env_from));
+    let init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| (&c.env, &c.env_from));
+    let ephemeral = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .map(|c| (&c.env, &c.env_from));
+    main.chain(init).chain(ephemeral)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_every_annotation() {
+        let a = annotations(&[
+            (annotation::ENV, "DB_USER=db:User, DB_PASS = db:Password"),
+            (annotation::ENV_FROM, "app-env, shared"),
+            (annotation::VOLUME, "tls:/etc/tls"),
+            (annotation::S3, "s3"),
+            (annotation::GIT, " git "),
+            (annotation::IMAGE_PULL, "reg-a, reg-b"),
+        ]);
+        let r = parse(Some(&a)).unwrap();
+        assert_eq!(
+            r.env[1],
+            EnvRef {
+                env: "DB_PASS".into(),
+                credential: "db".into(),
+                key: "Password".into()
+            }
+        );
+        assert_eq!(r.env_from, ["app-env", "shared"]);
+        assert_eq!(
+            r.volumes,
+            [VolumeRef {
+                credential: "tls".into(),
+                mount_path: "/etc/tls".into()
+            }]
+        );
+        assert_eq!(
+            (r.s3.as_deref(), r.git.as_deref()),
+            (Some("s3"), Some("git"))
+        );
+        assert_eq!(
+            r.image_pull,
+            ImagePull::Named(vec!["reg-a".into(), "reg-b".into()])
+        );
+        let refs: Vec<_> = r.references().collect();
+        assert!(refs.contains(&Reference::Credential("git".into(), Usage::DataSource)));
+        assert!(refs.contains(&Reference::Credential("reg-b".into(), Usage::ImagePull)));
+        assert_eq!(refs.len(), 9);
+        assert_eq!(parse(None).unwrap().image_pull, ImagePull::Auto);
+        let none = annotations(&[(annotation::IMAGE_PULL, "none")]);
+        assert_eq!(parse(Some(&none)).unwrap().image_pull, ImagePull::None);
+    }
+
+    #[test]
+    fn malformed_annotations_quote_the_bad_part() {
+        let cases = [
+            (
+                annotation::ENV,
+                "DB_USER=db",
+                "\"DB_USER=db\" must look like ENV=<credential>:<key>",
+            ),
+            (
+                annotation::ENV,
+                "1X=db:k",
+                "\"1X\" in \"1X=db:k\" is not an environment variable name",
+            ),
+            (
+                annotation::ENV,
+                "X=Db:k",
+                "\"Db\" in \"X=Db:k\" is not a credential name",
+            ),
+            (
+                annotation::ENV,
+                "X=db:k/y",
+                "\"k/y\" in \"X=db:k/y\" is not a Secret key",
+            ),
+            (
+                annotation::VOLUME,
+                "tls",
+                "must look like <credential>:<mountPath>",
+            ),
+            (
+                annotation::VOLUME,
+                "tls:etc",
+                "\"etc\" in \"tls:etc\" must be an absolute path",
+            ),
+            (
+                annotation::S3,
+                "My S3",
+                "\"My S3\" in \"My S3\" is not a credential name",
+            ),
+            (annotation::IMAGE_PULL, "a, B", "\"B\" in \"a, B\""),
+        ];
+        for (key, value, fragment) in cases {
+            let err = parse(Some(&annotations(&[(key, value)])))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(fragment) && err.contains(key),
+                "{err:?} lacks {fragment:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn native_secret_references() {
+        let spec: PodSpec = serde_json::from_value(json!({
+            "imagePullSecrets": [{"name": "pull"}],
+            "containers": [{"name": "c", "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "env-secret", "key": "k"}}}, {"name": "B", "value": "x"}],
+                            "envFrom": [{"secretRef": {"name": "from-secret"}}, {"configMapRef": {"name": "cm"}}]}],
+            "initContainers": [{"name": "i", "env": [{"name": "C", "valueFrom": {"secretKeyRef": {"name": "init-secret", "key": "k"}}}]}],
+            "volumes": [{"name": "v", "secret": {"secretName": "vol-secret"}},
+                        {"name": "p", "projected": {"sources": [{"secret": {"name": "proj-secret"}}, {"serviceAccountToken": {"path": "t"}}]}}],
+        }))
+        .unwrap();
+        let mut names: Vec<String> = secret_references(&spec)
+            .map(|r| match r {
+                Reference::Secret(n, _) => n,
+                Reference::Credential(..) => unreachable!(),
+            })
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "env-secret",
+                "from-secret",
+                "init-secret",
+                "proj-secret",
+                "pull",
+                "vol-secret"
+            ]
+        );
+    }
+}
