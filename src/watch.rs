@@ -80,7 +80,8 @@ pub async fn run(
             Api::<PartialObjectMeta<Secret>>::all(client.clone()),
             watcher::Config::default(),
         )
-        .default_backoff();
+        .default_backoff()
+        .inspect(release_claims(client.clone()));
         drive(
             ctx.clone(),
             "secrets",
@@ -182,6 +183,37 @@ fn namespace_event(
         Event::InitDone => return Step::Done,
     }
     Step::Applied
+}
+
+/// When a credential backed by an existing Secret is gone, its claim goes too
+/// (best effort: a stale claim is also taken over later; see [`crate::claims`]).
+fn release_claims(
+    client: Client,
+) -> impl FnMut(&Result<Event<PartialObjectMeta<Secret>>, watcher::Error>) {
+    move |event| {
+        let Ok(Event::Delete(secret)) = event else {
+            return;
+        };
+        let Some(existing) = secret
+            .annotations()
+            .get(crate::credential::annotation::EXISTING_SECRET)
+            .cloned()
+        else {
+            return;
+        };
+        let (client, namespace, holder) = (
+            client.clone(),
+            secret.namespace().unwrap_or_default(),
+            secret.name_any(),
+        );
+        tokio::spawn(async move {
+            if let Err(error) =
+                crate::claims::release(&client, &namespace, &existing, &holder).await
+            {
+                warn!(%error, %namespace, %holder, "could not release an existing-secret claim");
+            }
+        });
+    }
 }
 
 fn secret_info(

@@ -136,6 +136,21 @@ impl Cluster {
         })
     }
 
+    /// `scripts/dev-cluster restart-credgate`: returns once credgate is ready again.
+    pub fn restart_credgate(&self) {
+        let out = Command::new(self.repo.join("scripts/dev-cluster"))
+            .arg("restart-credgate")
+            .env("CREDGATE_DEV_STATE", &self.state)
+            .env("CREDGATE_BIN", env!("CARGO_BIN_EXE_credgate"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "restart failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn credgate_log(&self) -> String {
         std::fs::read_to_string(self.state.join("credgate.log")).unwrap_or_default()
     }
@@ -159,7 +174,9 @@ pub type Test = (&'static str, fn(&Cluster));
 
 /// Runs `tests` as libtest trials against one cluster, then stops it.
 pub fn run(name: &str, tests: Vec<Test>) {
-    let args = libtest_mimic::Arguments::from_args();
+    let mut args = libtest_mimic::Arguments::from_args();
+    // Tests share one control plane and one restarts credgate: run them one by one.
+    args.test_threads.get_or_insert(1);
     let cluster = std::sync::Arc::new(Cluster::up(name));
     let trials = tests
         .into_iter()
@@ -182,4 +199,171 @@ pub fn run(name: &str, tests: Vec<Test>) {
     let conclusion = libtest_mimic::run(&args, trials);
     drop(cluster);
     conclusion.exit();
+}
+
+/// Another credgate process behind a ValidatingWebhookConfiguration of its own
+/// (the one in `manifests/`, renamed), limited to namespaces labelled
+/// `credgate-e2e/replica=<name>`. Stopped by pid when dropped.
+pub struct Replica {
+    pub name: String,
+    pub admin: String,
+    child: Option<std::process::Child>,
+    kubectl: PathBuf,
+    kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub const REPLICA_LABEL: &str = "credgate-e2e/replica";
+
+impl Cluster {
+    /// Starts a credgate replica watching the API through `kubeconfig`
+    /// (the cluster's own by default) and registers it.
+    pub fn replica(&self, name: &str, kubeconfig: Option<&Path>) -> Replica {
+        use std::io::BufRead as _;
+        let bin = env!("CARGO_BIN_EXE_credgate");
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = Command::new(bin)
+            .args([
+                "--log-level",
+                "warn",
+                "certs",
+                "--dns",
+                "localhost",
+                "--ip",
+                "127.0.0.1",
+                "--out",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let bundle = String::from_utf8(bundle.stdout).unwrap().trim().to_owned();
+        let mut child = Command::new(bin)
+            .env("KUBECONFIG", kubeconfig.unwrap_or(&self.kubeconfig))
+            .args([
+                "--log-format",
+                "json",
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
+                "--tls-cert",
+            ])
+            .arg(dir.path().join("tls.crt"))
+            .arg("--tls-key")
+            .arg(dir.path().join("tls.key"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let serving: serde_json::Value = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+            .find(|v| v["message"] == "serving")
+            .expect("the replica logs 'serving'");
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        let webhook = serving["webhook"].as_str().unwrap().to_owned();
+        let admin = serving["admin"].as_str().unwrap().to_owned();
+
+        let rendered = self.kubectl_ok(
+            &[
+                "create",
+                "--dry-run=client",
+                "-o",
+                "json",
+                "-f",
+                &format!("{}/manifests/webhooks.yaml", self.repo.display()),
+            ],
+            None,
+        );
+        let mut stream =
+            serde_json::Deserializer::from_str(&rendered).into_iter::<serde_json::Value>();
+        let mut config = stream
+            .find_map(|doc| {
+                doc.ok()
+                    .filter(|d| d["kind"] == "ValidatingWebhookConfiguration")
+            })
+            .expect("manifests/webhooks.yaml has a ValidatingWebhookConfiguration");
+        config["metadata"]["name"] = format!("credgate-replica-{name}").into();
+        for hook in config["webhooks"].as_array_mut().unwrap() {
+            let path = hook["clientConfig"]["service"]["path"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            hook["clientConfig"] =
+                serde_json::json!({"url": format!("https://{webhook}{path}"), "caBundle": bundle});
+            hook["namespaceSelector"]["matchLabels"] = serde_json::json!({REPLICA_LABEL: name});
+        }
+        self.kubectl_ok(&["apply", "-f", "-"], Some(&config.to_string()));
+        Replica {
+            name: name.to_owned(),
+            admin,
+            child: Some(child),
+            kubectl: self.kubectl.clone(),
+            kubeconfig: self.kubeconfig.clone(),
+            _dir: dir,
+        }
+    }
+}
+
+impl Replica {
+    /// How many admission requests the replica has answered.
+    pub fn answered(&self) -> u64 {
+        let text = std::process::Command::new("python3")
+            .args(["-c", "import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())"])
+            .arg(format!("http://{}/metrics", self.admin))
+            .stderr(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with("credgate_admission_requests_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)",
+            ])
+            .arg(format!("http://{}/readyz", self.admin))
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.kubectl)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args([
+                "delete",
+                "validatingwebhookconfiguration",
+                &format!("credgate-replica-{}", self.name),
+                "--ignore-not-found",
+            ])
+            .output();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `condition` every 100 ms until it holds or `secs` pass; panics with `what` then.
+pub fn eventually(secs: u64, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

@@ -1,0 +1,476 @@
+//! End to end: the rules that depend on cluster state, through the real
+//! kube-apiserver — placement, unique names, existing-secret claims (also with
+//! two credgate processes at once), in-use deletion, restart and not-yet-synced.
+
+mod cluster;
+
+use cluster::{Cluster, REPLICA_LABEL, eventually};
+use std::process::Output;
+
+fn main() {
+    cluster::run(
+        "e2e_cluster_state",
+        vec![
+            (
+                "credentials_live_in_project_or_credentials_namespaces",
+                placement,
+            ),
+            ("credential_names_are_unique_per_scope", unique_names),
+            (
+                "an_existing_secret_backs_one_credential",
+                existing_secret_rules,
+            ),
+            (
+                "concurrent_claims_through_two_credgates_have_one_winner",
+                concurrent_claims,
+            ),
+            ("in_use_credentials_cannot_be_deleted", in_use_deletion),
+            (
+                "rules_hold_after_a_restart_and_deny_before_sync",
+                restart_and_unsynced,
+            ),
+        ],
+    );
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn generic(ns: &str, name: &str, extra_labels: &str, annotations: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {{run.ai/resource: generic{extra_labels}}}\n  annotations: {{{annotations}}}\ntype: Opaque\nstringData: {{token: t}}\n"
+    )
+}
+
+fn docker(ns: &str, name: &str, labels: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {{{labels}}}\ntype: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: '{{\"auths\":{{\"ghcr.io\":{{\"username\":\"u\",\"password\":\"e2e\"}}}}}}'\n"
+    )
+}
+
+fn backed(ns: &str, name: &str, existing: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {{run.ai/resource: docker-registry}}\n  annotations: {{run.ai/existing-secret: {existing}}}\ntype: Opaque\n"
+    )
+}
+
+fn placement(c: &Cluster) {
+    let plain = c.namespace("not-a-project", &[]);
+    let out = c.kubectl(&["apply", "-f", "-"], Some(&generic(&plain, "g", "", "")));
+    assert!(
+        stderr(&out).contains(&format!(
+            "namespace \"{plain}\" is neither a project namespace"
+        )),
+        "{}",
+        stderr(&out)
+    );
+
+    let _ = c.kubectl(&["create", "namespace", "runai"], None);
+    let lonely = format!("dept-{}", std::process::id());
+    let out = c.kubectl(
+        &["apply", "-f", "-"],
+        Some(&generic(
+            "runai",
+            &lonely,
+            &format!(", run.ai/department: lonely{}", std::process::id()),
+            "",
+        )),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Warning: no project namespace belongs to department"),
+        "kubectl prints the warning: {}",
+        stderr(&out)
+    );
+    c.kubectl_ok(&["delete", "secret", "-n", "runai", &lonely], None);
+}
+
+fn unique_names(c: &Cluster) {
+    let ns = c.namespace(
+        "unique",
+        &[
+            ("runai/queue", "unique"),
+            ("run.ai/department", "uniq-dept"),
+        ],
+    );
+    c.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&generic(&ns, "first", "", "run.ai/name: shared")),
+    );
+    let out = c.kubectl(
+        &["apply", "-f", "-"],
+        Some(&generic(&ns, "second", "", "run.ai/name: shared")),
+    );
+    assert!(
+        stderr(&out)
+            .contains("the name \"shared\" is already used by the project credential in Secret"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A department credential of the same name; a project one shadowing it gets a warning.
+    let _ = c.kubectl(&["create", "namespace", "runai"], None);
+    let dept = format!("uniq-dept-{}", std::process::id());
+    c.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&generic(
+            "runai",
+            &dept,
+            ", run.ai/department: uniq-dept",
+            "run.ai/name: team-token",
+        )),
+    );
+    let out = c.kubectl(
+        &["apply", "-f", "-"],
+        Some(&generic(&ns, "mine", "", "run.ai/name: team-token")),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("shadows the department uniq-dept credential"),
+        "{}",
+        stderr(&out)
+    );
+    c.kubectl_ok(&["delete", "secret", "-n", "runai", &dept], None);
+}
+
+fn existing_secret_rules(c: &Cluster) {
+    let ns = c.namespace("existing", &[("runai/queue", "existing")]);
+    c.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&docker(&ns, "pull", "run.ai/resource: docker-registry")),
+    );
+    c.kubectl_ok(&["apply", "-f", "-"], Some(&backed(&ns, "reg-one", "pull")));
+    let out = c.kubectl(&["apply", "-f", "-"], Some(&backed(&ns, "reg-two", "pull")));
+    assert!(
+        stderr(&out).contains("already backs credential Secret \"reg-one\""),
+        "{}",
+        stderr(&out)
+    );
+
+    // Not eligible: missing, unlabelled, wrong type.
+    let out = c.kubectl(&["apply", "-f", "-"], Some(&backed(&ns, "reg-3", "nope")));
+    assert!(
+        stderr(&out).contains("the existing Secret \"nope\" does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    c.kubectl_ok(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "unlabelled",
+            "-n",
+            &ns,
+            "--from-literal=k=v",
+        ],
+        None,
+    );
+    let out = c.kubectl(
+        &["apply", "-f", "-"],
+        Some(&backed(&ns, "reg-4", "unlabelled")),
+    );
+    assert!(
+        stderr(&out).contains("label it run.ai/resource: docker-registry"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Dry-run answers the same but leaves no claim behind.
+    c.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&docker(&ns, "pull-2", "run.ai/resource: docker-registry")),
+    );
+    c.kubectl_ok(
+        &["apply", "--dry-run=server", "-f", "-"],
+        Some(&backed(&ns, "reg-5", "pull-2")),
+    );
+    let leases = c.kubectl_ok(&["get", "leases", "-n", &ns, "-o", "name"], None);
+    assert!(
+        !leases.contains("pull-2"),
+        "a dry-run wrote a claim: {leases}"
+    );
+
+    // Renaming is fine; changing the backing secret is not.
+    c.kubectl_ok(
+        &[
+            "annotate",
+            "secret",
+            "reg-one",
+            "-n",
+            &ns,
+            "run.ai/name=registry",
+        ],
+        None,
+    );
+    let out = c.kubectl(
+        &[
+            "annotate",
+            "--overwrite",
+            "secret",
+            "reg-one",
+            "-n",
+            &ns,
+            "run.ai/existing-secret=pull-2",
+        ],
+        None,
+    );
+    assert!(
+        stderr(&out).contains("the backing existing Secret cannot change"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Once reg-one is gone, its claim is released and pull can back another credential.
+    c.kubectl_ok(&["delete", "secret", "reg-one", "-n", &ns], None);
+    eventually(
+        30,
+        "the claim of a deleted credential to be released",
+        || {
+            c.kubectl(&["apply", "-f", "-"], Some(&backed(&ns, "reg-two", "pull")))
+                .status
+                .success()
+        },
+    );
+}
+
+fn concurrent_claims(c: &Cluster) {
+    let ns = c.namespace("race", &[("runai/queue", "race"), (REPLICA_LABEL, "two")]);
+    let replica = c.replica("two", None);
+    eventually(60, "the second credgate to sync", || replica.is_ready());
+    // Requests in this namespace now go through both processes.
+    eventually(30, "the second credgate to receive requests", || {
+        let _ = c.kubectl(
+            &["apply", "--dry-run=server", "-f", "-"],
+            Some(&generic(&ns, "probe", "", "")),
+        );
+        replica.answered() > 0
+    });
+    let rounds = 20;
+    for round in 0..rounds {
+        let existing = format!("pull-{round}");
+        c.kubectl_ok(
+            &["apply", "-f", "-"],
+            Some(&docker(&ns, &existing, "run.ai/resource: docker-registry")),
+        );
+        let results: Vec<(String, Output)> = std::thread::scope(|s| {
+            let handles: Vec<_> = ["a", "b"]
+                .into_iter()
+                .map(|who| {
+                    let name = format!("cred-{round}-{who}");
+                    let manifest = backed(&ns, &name, &existing);
+                    s.spawn(move || (name, c.kubectl(&["apply", "-f", "-"], Some(&manifest))))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let winners: Vec<&String> = results
+            .iter()
+            .filter(|(_, o)| o.status.success())
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: exactly one claim wins: {:?}",
+            results
+                .iter()
+                .map(|(n, o)| (n, stderr(o)))
+                .collect::<Vec<_>>()
+        );
+        for (name, out) in &results {
+            if !out.status.success() {
+                let e = stderr(out);
+                assert!(
+                    e.contains("already backs")
+                        || e.contains("is being created for the existing Secret"),
+                    "{name}: {e}"
+                );
+            }
+        }
+        let stored = c.kubectl_ok(&["get", "secrets", "-n", &ns, "-o", "name"], None);
+        let backing: Vec<&str> = stored
+            .lines()
+            .filter(|l| l.starts_with(&format!("secret/cred-{round}-")))
+            .collect();
+        assert_eq!(
+            backing,
+            [format!("secret/{}", winners[0])],
+            "round {round}: what the API server stored"
+        );
+    }
+    assert!(
+        replica.answered() >= 2 * rounds as u64,
+        "the second credgate took part"
+    );
+}
+
+/// Waits until credgate's index sees the user, then checks the denial names it
+/// (a Deployment's ReplicaSet is a user too).
+fn assert_delete_blocked(c: &Cluster, ns: &str, secret: &str, user: &str) {
+    eventually(30, &format!("{user} to block the delete"), || {
+        !c.kubectl(
+            &["delete", "secret", secret, "-n", ns, "--dry-run=server"],
+            None,
+        )
+        .status
+        .success()
+    });
+    let out = c.kubectl(&["delete", "secret", secret, "-n", ns], None);
+    let e = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "delete of an in-use credential was allowed"
+    );
+    assert!(
+        e.contains(&format!("credential \"{secret}\" is in use by ")) && e.contains(user),
+        "{e}"
+    );
+}
+
+fn in_use_deletion(c: &Cluster) {
+    let ns = c.namespace("inuse", &[("runai/queue", "inuse")]);
+    let template = |annotations: &str| {
+        format!(
+            "metadata:\n      annotations: {{{annotations}}}\n    spec:\n      containers: [{{name: c, image: busybox}}]\n      restartPolicy: Never"
+        )
+    };
+    let users = [
+        (
+            "Deployment",
+            "web",
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    {}\n",
+                template("run.ai/credentials-env-from: db")
+                    .replace("metadata:\n", "metadata:\n      labels: {app: web}\n")
+                    .replace("restartPolicy: Never", "restartPolicy: Always")
+            ),
+        ),
+        (
+            "CronJob",
+            "nightly",
+            format!(
+                "apiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: nightly, namespace: {ns}}}\nspec:\n  schedule: '0 0 * * *'\n  jobTemplate:\n    spec:\n      template:\n        {}\n",
+                template("run.ai/credentials-volume: 'db:/etc/db'").replace("\n    ", "\n        ")
+            ),
+        ),
+        (
+            "PodTemplate",
+            "tpl",
+            format!(
+                "apiVersion: v1\nkind: PodTemplate\nmetadata: {{name: tpl, namespace: {ns}}}\ntemplate:\n  metadata:\n    annotations: {{run.ai/credentials-env: 'X=db:token'}}\n  spec:\n    containers: [{{name: c, image: busybox}}]\n"
+            ),
+        ),
+        (
+            "Pod",
+            "bare",
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: bare, namespace: {ns}}}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    env: [{{name: T, valueFrom: {{secretKeyRef: {{name: db, key: token}}}}}}]\n"
+            ),
+        ),
+    ];
+    for (kind, name, manifest) in users {
+        c.kubectl_ok(&["apply", "-f", "-"], Some(&generic(&ns, "db", "", "")));
+        c.kubectl_ok(&["apply", "-f", "-"], Some(&manifest));
+        assert_delete_blocked(c, &ns, "db", &format!("{kind}/{ns}/{name}"));
+        c.kubectl_ok(
+            &[
+                "delete",
+                &kind.to_lowercase(),
+                name,
+                "-n",
+                &ns,
+                "--wait=true",
+            ],
+            None,
+        );
+        eventually(30, "the delete to be allowed once the user is gone", || {
+            c.kubectl(&["delete", "secret", "db", "-n", &ns], None)
+                .status
+                .success()
+        });
+    }
+}
+
+fn restart_and_unsynced(c: &Cluster) {
+    let ns = c.namespace("restart", &[("runai/queue", "restart")]);
+    c.kubectl_ok(&["apply", "-f", "-"], Some(&generic(&ns, "db", "", "")));
+    c.kubectl_ok(
+        &[
+            "create",
+            "deployment",
+            "app",
+            "--image=busybox",
+            "--replicas=0",
+            "-n",
+            &ns,
+        ],
+        None,
+    );
+    c.kubectl_ok(
+        &[
+            "annotate",
+            "deployment",
+            "app",
+            "-n",
+            &ns,
+            "--overwrite",
+            "run.ai/unused=x",
+        ],
+        None,
+    );
+    c.kubectl_ok(&["patch", "deployment", "app", "-n", &ns, "--type=merge", "-p", r#"{"spec":{"template":{"metadata":{"annotations":{"run.ai/credentials-env-from":"db"}}}}}"#], None);
+    assert_delete_blocked(c, &ns, "db", &format!("Deployment/{ns}/app"));
+
+    // Restarted: ready only after its watches synced, and the rule holds at once.
+    c.restart_credgate();
+    let out = c.kubectl(&["delete", "secret", "db", "-n", &ns], None);
+    assert!(
+        stderr(&out).contains(&format!(
+            "is in use by 2 workloads: Deployment/{ns}/app, ReplicaSet/{ns}/app-"
+        )),
+        "{}",
+        stderr(&out)
+    );
+
+    // A credgate whose watches cannot sync denies rather than allows.
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("kubeconfig");
+    std::fs::write(&dead, "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n").unwrap();
+    let replica = c.replica("unsynced", Some(&dead));
+    assert!(!replica.is_ready(), "an unsynced credgate is not ready");
+    c.kubectl_ok(
+        &[
+            "label",
+            "namespace",
+            &ns,
+            &format!("{REPLICA_LABEL}=unsynced"),
+        ],
+        None,
+    );
+    c.kubectl_ok(&["delete", "deployment", "app", "-n", &ns], None);
+    eventually(30, "the unsynced credgate to answer", || {
+        let out = c.kubectl(
+            &["delete", "secret", "db", "-n", &ns, "--dry-run=server"],
+            None,
+        );
+        stderr(&out).contains("view of the cluster is not complete yet")
+    });
+    let out = c.kubectl(&["delete", "secret", "db", "-n", &ns], None);
+    assert!(
+        !out.status.success() && stderr(&out).contains("retry in a few seconds"),
+        "{}",
+        stderr(&out)
+    );
+    drop(replica);
+    eventually(
+        30,
+        "the delete to pass once only synced credgates answer",
+        || {
+            c.kubectl(&["delete", "secret", "db", "-n", &ns], None)
+                .status
+                .success()
+        },
+    );
+}
