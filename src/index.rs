@@ -89,9 +89,12 @@ enum Ref {
 
 type WorkloadKey = (WorkloadKind, Box<str>);
 
+/// Most workloads hold one or two references: kept inline, no allocation.
+type Refs = smallvec::SmallVec<[Ref; 2]>;
+
 #[derive(Debug, Default)]
 struct NamespaceWorkloads {
-    workloads: HashMap<WorkloadKey, Box<[Ref]>>,
+    workloads: HashMap<WorkloadKey, Refs>,
     /// How many workloads of this namespace hold each reference.
     counts: HashMap<Ref, u32>,
 }
@@ -243,7 +246,7 @@ impl Index {
         name: &str,
         references: impl IntoIterator<Item = Reference>,
     ) {
-        let mut refs: Vec<Ref> = references
+        let mut refs: Refs = references
             .into_iter()
             .map(|r| match r {
                 Reference::Secret(n, _) => Ref::Secret(self.strings.intern(&n)),
@@ -262,7 +265,8 @@ impl Index {
             for r in &refs {
                 *entry.counts.entry(*r).or_default() += 1;
             }
-            entry.workloads.insert(key, refs.into_boxed_slice());
+            refs.shrink_to_fit();
+            entry.workloads.insert(key, refs);
         }
         if entry.workloads.is_empty() {
             self.workloads.remove(&ns);
@@ -317,7 +321,7 @@ impl Index {
         if wanted.is_empty() {
             return users;
         }
-        let mut names = Vec::new();
+        let mut found: Vec<(&str, &str, &str)> = Vec::new();
         for ns_name in namespaces {
             let Some(entry) = self
                 .strings
@@ -331,13 +335,21 @@ impl Index {
             }
             for ((kind, name), refs) in &entry.workloads {
                 if refs.iter().any(|r| wanted.contains(r)) {
-                    users.total += 1;
-                    names.push(format!("{}/{ns_name}/{name}", kind.as_str()));
+                    found.push((kind.as_str(), ns_name, name));
                 }
             }
         }
-        names.sort_unstable();
-        names.truncate(limit);
+        users.total = found.len();
+        // Only the listed few are sorted and formatted.
+        if found.len() > limit && limit > 0 {
+            found.select_nth_unstable(limit - 1);
+        }
+        found.truncate(limit);
+        found.sort_unstable();
+        let names = found
+            .into_iter()
+            .map(|(kind, ns, name)| format!("{kind}/{ns}/{name}"))
+            .collect();
         users.first = names;
         users
     }

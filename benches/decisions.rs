@@ -1,0 +1,96 @@
+//! Micro-benchmarks of the pure decision paths (criterion).
+
+use credgate::credential::Scope;
+use credgate::index::{Index, NamespaceInfo};
+use credgate::policy::{Change, Operation, Settings};
+use credgate::validate;
+use credgate::workload::{Reference, Usage, WorkloadKind};
+use criterion::{Criterion, criterion_group, criterion_main};
+use k8s_openapi::api::core::v1::Secret;
+use std::hint::black_box;
+
+/// 1,000 project namespaces with 100 workloads each (100k), every workload
+/// referencing a Secret of its own namespace and one credential by name.
+fn big_index() -> Index {
+    let mut index = Index::default();
+    for n in 0..1000 {
+        let ns = format!("project-{n}");
+        index.set_namespace(
+            &ns,
+            NamespaceInfo {
+                project: Some(ns.clone()),
+                department: Some(format!("dept-{}", n % 10)),
+            },
+        );
+        for w in 0..100 {
+            let refs = [
+                Reference::Secret(format!("app-secret-{}", w % 5), Usage::Environment),
+                Reference::Credential(format!("cred-{}", w % 20), Usage::DataSource),
+            ];
+            index.set_workload(
+                WorkloadKind::Pod,
+                &ns,
+                &format!("pod-{w}-7d9f8b6c5d-x2x9q"),
+                refs,
+            );
+        }
+    }
+    index.set_namespace("runai", NamespaceInfo::default());
+    index
+}
+
+fn docker_secret() -> Secret {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "reg", "namespace": "project-1", "labels": {"run.ai/resource": "docker-registry"}},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": "eyJhdXRocyI6eyJnaGNyLmlvIjp7ImF1dGgiOiJkVHB3In19fQ=="},
+    }))
+    .unwrap()
+}
+
+fn benches(c: &mut Criterion) {
+    let index = big_index();
+    assert_eq!(index.workload_count(), 100_000);
+    let settings = Settings::default();
+
+    let secret = docker_secret();
+    c.bench_function("validate docker-registry Secret (CREATE)", |b| {
+        b.iter(|| {
+            let change = Change {
+                operation: Operation::Create,
+                user: "alice",
+                namespace: "project-1",
+                object: Some(&secret),
+                old_object: None,
+            };
+            black_box(validate::secret(&settings, &index, &change)).unwrap();
+        })
+    });
+
+    let project = index.visible_in(&Scope::Project, "project-7");
+    c.bench_function("in-use lookup, project scope, 100k workloads", |b| {
+        b.iter(|| black_box(index.users(&project, Some("app-secret-3"), Some("cred-3"), 5)))
+    });
+    c.bench_function(
+        "in-use lookup, cluster scope (1,000 namespaces), 100k workloads",
+        |b| {
+            b.iter(|| {
+                let namespaces = index.visible_in(&Scope::Cluster, "runai");
+                black_box(index.users(&namespaces, None, Some("cred-3"), 5))
+            })
+        },
+    );
+    c.bench_function("in-use lookup, cluster scope, unused credential", |b| {
+        b.iter(|| {
+            let namespaces = index.visible_in(&Scope::Cluster, "runai");
+            black_box(index.users(&namespaces, None, Some("cred-unused"), 5))
+        })
+    });
+}
+
+criterion_group! {
+    name = decisions;
+    config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3));
+    targets = benches
+}
+criterion_main!(decisions);
