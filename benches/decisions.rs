@@ -1,7 +1,9 @@
 //! Micro-benchmarks of the pure decision paths (criterion).
 
+use credgate::credential::CredentialType;
 use credgate::credential::Scope;
-use credgate::index::{Index, NamespaceInfo};
+use credgate::index::{Index, NamespaceInfo, SecretInfo};
+use credgate::mutate;
 use credgate::policy::{Change, Operation, Settings};
 use credgate::validate;
 use credgate::workload::{Reference, Usage, WorkloadKind};
@@ -66,6 +68,64 @@ fn benches(c: &mut Criterion) {
             black_box(validate::secret(&settings, &index, &change)).unwrap();
         })
     });
+
+    // A 3-container pod with 5 credential references, in a project with a few credentials.
+    let mut index = index;
+    for (name, kind, keys, registries) in [
+        (
+            "db",
+            CredentialType::Generic,
+            &["url", "token"][..],
+            &[][..],
+        ),
+        (
+            "s3",
+            CredentialType::AccessKey,
+            &["AccessKeyId", "SecretKey"][..],
+            &[][..],
+        ),
+        (
+            "git",
+            CredentialType::Password,
+            &["User", "Password"][..],
+            &[][..],
+        ),
+        (
+            "ghcr",
+            CredentialType::DockerRegistry,
+            &[".dockerconfigjson"][..],
+            &["ghcr.io"][..],
+        ),
+    ] {
+        index.set_secret(
+            "project-1",
+            name,
+            SecretInfo {
+                uid: "u".into(),
+                kind: Some(kind),
+                scope: Some(Scope::Project),
+                credential_name: name.into(),
+                existing_secret: None,
+                registries: registries.iter().map(|s| s.to_string()).collect(),
+                keys: Some(keys.iter().map(|s| s.to_string()).collect()),
+            },
+        );
+    }
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "train", "namespace": "project-1", "annotations": {
+            "run.ai/credentials-env": "DB_URL=db:url, DB_TOKEN=db:token",
+            "run.ai/credentials-volume": "db:/etc/db",
+            "run.ai/s3-credential": "s3", "run.ai/git-credential": "git"}},
+        "spec": {"containers": [
+            {"name": "main", "image": "ghcr.io/org/train:1", "env": [{"name": "EPOCHS", "value": "3"}]},
+            {"name": "sidecar", "image": "nginx:1.27"},
+            {"name": "metrics", "image": "quay.io/org/exporter:2"}]},
+    });
+    c.bench_function(
+        "resolve + patch a 3-container pod with 5 credential references",
+        |b| b.iter(|| black_box(mutate::pod(&settings, &index, "project-1", &pod)).unwrap()),
+    );
 
     let project = index.visible_in(&Scope::Project, "project-7");
     c.bench_function("in-use lookup, project scope, 100k workloads", |b| {

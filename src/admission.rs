@@ -19,6 +19,7 @@ use crate::credential::annotation;
 use crate::index::Index;
 use crate::policy::{Allow, Change, Deny, Operation, Settings, Verdict, secret_meta};
 use crate::watch::SharedIndex;
+use crate::workload::WorkloadKind;
 use crate::{mutate, patch, validate};
 
 const API_VERSION: &str = "admission.k8s.io/v1";
@@ -207,6 +208,42 @@ impl Admission {
                     Endpoint::Mutate => (Ok(Allow::default()), mutate::secret(&change)),
                 }
             }
+            ("", "v1", "Pod") if endpoint == Endpoint::Mutate => {
+                if req.operation != admission::Operation::Create {
+                    return (Ok(Allow::default()), Vec::new());
+                }
+                let Some(object) = req
+                    .object
+                    .as_ref()
+                    .and_then(|o| serde_json::to_value(o).ok())
+                else {
+                    return (Err(Deny("the request carries no Pod".into())), Vec::new());
+                };
+                let namespace = req.namespace.as_deref().unwrap_or_default();
+                let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+                if let Err(deny) = validate::synced(&index) {
+                    return (Err(deny), Vec::new());
+                }
+                match mutate::pod(&self.settings, &index, namespace, &object) {
+                    Ok((ops, warnings)) => (Ok(Allow { warnings }), ops),
+                    Err(deny) => (Err(deny), Vec::new()),
+                }
+            }
+            (group, "v1", kind)
+                if endpoint == Endpoint::Validate && workload_kind(group, kind).is_some() =>
+            {
+                let kind = workload_kind(group, kind).unwrap_or(WorkloadKind::Pod);
+                let object = req
+                    .object
+                    .as_ref()
+                    .and_then(|o| serde_json::to_value(o).ok());
+                let change = change(req, object.as_ref(), None);
+                let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+                (
+                    validate::workload(&self.settings, &index, kind, &change),
+                    Vec::new(),
+                )
+            }
             _ => (unsupported(), Vec::new()),
         }
     }
@@ -252,6 +289,20 @@ impl Admission {
                 meta.credential_name()
             ))
         })
+    }
+}
+
+/// Workload kinds whose pod templates `/validate` checks.
+fn workload_kind(group: &str, kind: &str) -> Option<WorkloadKind> {
+    match (group, kind) {
+        ("apps", "Deployment") => Some(WorkloadKind::Deployment),
+        ("apps", "StatefulSet") => Some(WorkloadKind::StatefulSet),
+        ("apps", "DaemonSet") => Some(WorkloadKind::DaemonSet),
+        ("apps", "ReplicaSet") => Some(WorkloadKind::ReplicaSet),
+        ("batch", "Job") => Some(WorkloadKind::Job),
+        ("batch", "CronJob") => Some(WorkloadKind::CronJob),
+        ("", "PodTemplate") => Some(WorkloadKind::PodTemplate),
+        _ => None,
     }
 }
 
@@ -526,7 +577,7 @@ mod tests {
         let patch: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(
             patch,
-            json!([{"op": "add", "path": "/metadata/annotations", "value": {"run.ai/created-by": "alice"}}])
+            json!([{"op": "add", "path": "/metadata/annotations", "value": {"run.ai/created-by": "alice", "run.ai/keys": "k"}}])
         );
     }
 }

@@ -35,6 +35,8 @@ pub mod annotation {
     pub const EXISTING_SECRET: &str = "run.ai/existing-secret";
     /// Registry hosts of a docker-registry credential, stamped by credgate.
     pub const REGISTRIES: &str = "run.ai/registries";
+    /// The credential's data keys (names only, never values), stamped by credgate.
+    pub const KEYS: &str = "run.ai/keys";
 }
 
 /// Longest `run.ai/description`, in characters.

@@ -64,6 +64,10 @@ pub struct SecretInfo {
     /// `run.ai/name`, else the Secret's name.
     pub credential_name: String,
     pub existing_secret: Option<String>,
+    /// `run.ai/registries` (stamped by credgate on docker-registry credentials).
+    pub registries: Vec<String>,
+    /// `run.ai/keys`: the data keys, names only (stamped by credgate); `None` if unstamped.
+    pub keys: Option<Vec<String>>,
 }
 
 impl SecretInfo {
@@ -76,8 +80,20 @@ impl SecretInfo {
             existing_secret: meta
                 .annotation(annotation::EXISTING_SECRET)
                 .map(str::to_owned),
+            registries: list(meta.annotation(annotation::REGISTRIES)).unwrap_or_default(),
+            keys: list(meta.annotation(annotation::KEYS)),
         }
     }
+}
+
+fn list(value: Option<&str>) -> Option<Vec<String>> {
+    value.map(|v| {
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
 }
 
 /// A reference, interned: a Secret name or a credential name.
@@ -115,7 +131,8 @@ pub struct Users {
 pub struct Index {
     strings: Interner,
     namespaces: HashMap<String, NamespaceInfo>,
-    secrets: HashMap<(String, String), SecretInfo>,
+    /// Labelled Secrets by namespace, then name.
+    secrets: HashMap<String, HashMap<String, SecretInfo>>,
     workloads: HashMap<Sym, NamespaceWorkloads>,
     /// Sources whose first full list has not arrived, or whose watch is failing.
     not_synced: BTreeMap<String, String>,
@@ -206,34 +223,44 @@ impl Index {
 
     pub fn set_secret(&mut self, namespace: &str, name: &str, info: SecretInfo) {
         self.secrets
-            .insert((namespace.to_owned(), name.to_owned()), info);
+            .entry(namespace.to_owned())
+            .or_default()
+            .insert(name.to_owned(), info);
     }
 
     pub fn remove_secret(&mut self, namespace: &str, name: &str) {
-        self.secrets
-            .remove(&(namespace.to_owned(), name.to_owned()));
+        if let Some(in_ns) = self.secrets.get_mut(namespace) {
+            in_ns.remove(name);
+            if in_ns.is_empty() {
+                self.secrets.remove(namespace);
+            }
+        }
     }
 
     pub fn replace_secrets(
         &mut self,
         all: impl IntoIterator<Item = ((String, String), SecretInfo)>,
     ) {
-        self.secrets = all.into_iter().collect();
+        self.secrets.clear();
+        for ((ns, name), info) in all {
+            self.set_secret(&ns, &name, info);
+        }
     }
 
     pub fn secret(&self, namespace: &str, name: &str) -> Option<&SecretInfo> {
-        self.secrets.get(&(namespace.to_owned(), name.to_owned()))
+        self.secrets.get(namespace)?.get(name)
     }
 
-    /// Labelled Secrets of one namespace, as `(name, info)`.
+    /// Labelled Secrets of one namespace, as `(name, info)`: O(Secrets of that namespace).
     pub fn secrets_in<'a>(
         &'a self,
-        namespace: &'a str,
+        namespace: &str,
     ) -> impl Iterator<Item = (&'a str, &'a SecretInfo)> + 'a {
         self.secrets
-            .iter()
-            .filter(move |((ns, _), _)| ns == namespace)
-            .map(|((_, name), info)| (name.as_str(), info))
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .map(|(name, info)| (name.as_str(), info))
     }
 
     // ---- workloads ----

@@ -17,6 +17,7 @@ pub mod mutate;
 pub mod patch;
 pub mod policy;
 pub mod registry;
+pub mod resolve;
 pub mod server;
 pub mod validate;
 pub mod watch;

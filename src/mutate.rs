@@ -43,6 +43,13 @@ pub fn secret(change: &Change<'_, Secret>) -> Vec<PatchOperation> {
         let hosts: Vec<String> = hosts.into_iter().collect();
         wanted.push((annotation::REGISTRIES, hosts.join(",")));
     }
+    // Key names (never values), so workloads can be checked against them later.
+    if meta.annotation(annotation::EXISTING_SECRET).is_none() {
+        let keys: Vec<&str> = SecretData(object).keys().into_iter().collect();
+        if !keys.is_empty() {
+            wanted.push((annotation::KEYS, keys.join(",")));
+        }
+    }
     patch::set_annotations(meta.annotations, &wanted)
 }
 
@@ -93,6 +100,7 @@ mod tests {
             let got = patched.metadata.annotations.clone().unwrap();
             assert_eq!(got["run.ai/created-by"], "alice");
             assert_eq!(got["run.ai/registries"], "docker.io,ghcr.io");
+            assert_eq!(got["run.ai/keys"], ".dockerconfigjson");
             assert!(
                 secret(&change(Operation::Create, &patched, None)).is_empty(),
                 "second pass must be empty"
@@ -125,5 +133,252 @@ mod tests {
         let got = patched.metadata.annotations.unwrap();
         assert!(!got.contains_key("run.ai/registries"));
         assert_eq!(got["run.ai/created-by"], "alice");
+    }
+}
+
+/// Default mode of injected secret volumes: read-only for the owner (0400).
+pub const SECRET_VOLUME_MODE: i64 = 0o400;
+
+/// The patch and warnings for a Pod CREATE in a project namespace.
+///
+/// Works on the Pod as JSON so that fields credgate does not know are never
+/// touched; the patch is the difference between the Pod and its injected
+/// form, so a second pass (reinvocation) yields an empty patch.
+pub fn pod(
+    settings: &crate::policy::Settings,
+    index: &crate::index::Index,
+    namespace: &str,
+    pod: &serde_json::Value,
+) -> Result<(Vec<PatchOperation>, Vec<String>), crate::policy::Deny> {
+    use crate::policy::Deny;
+    let annotations: Option<std::collections::BTreeMap<String, String>> = pod
+        .pointer("/metadata/annotations")
+        .and_then(|a| serde_json::from_value(a.clone()).ok());
+    let requests = crate::workload::parse(annotations.as_ref()).map_err(|e| Deny(e.to_string()))?;
+    let images: Vec<&str> = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|list| {
+            pod.pointer(&format!("/spec/{list}"))
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(|c| c.get("image")?.as_str())
+        .collect();
+    let plan = crate::resolve::plan(settings, index, namespace, &requests, images).map_err(Deny)?;
+    let mut injected = pod.clone();
+    let warnings = inject(&mut injected, &plan);
+    Ok((json_patch::diff(pod, &injected).0, warnings))
+}
+
+fn array<'a>(parent: &'a mut serde_json::Value, key: &str) -> &'a mut Vec<serde_json::Value> {
+    use serde_json::Value;
+    let slot = parent
+        .as_object_mut()
+        .map(|o| o.entry(key).or_insert_with(|| Value::Array(Vec::new())));
+    match slot {
+        Some(v) => {
+            if !v.is_array() {
+                *v = Value::Array(Vec::new());
+            }
+            v.as_array_mut().unwrap_or_else(|| unreachable!())
+        }
+        None => unreachable!("pods are JSON objects"),
+    }
+}
+
+/// A pod volume name for a credential: a DNS label, stable for the same credential.
+pub fn volume_name(credential: &str) -> String {
+    let mut name: String = format!("credential-{credential}").replace('.', "-");
+    name.truncate(63);
+    name.trim_end_matches('-').to_owned()
+}
+
+fn inject(pod: &mut serde_json::Value, plan: &crate::resolve::Plan) -> Vec<String> {
+    use serde_json::{Value, json};
+    let mut warnings = Vec::new();
+    let Some(spec) = pod.get_mut("spec") else {
+        return warnings;
+    };
+    for (credential, secret, _) in &plan.volumes {
+        let name = volume_name(credential);
+        let volumes = array(spec, "volumes");
+        if !volumes.iter().any(|v| v["name"] == name.as_str()) {
+            volumes.push(json!({"name": name, "secret": {"secretName": secret, "defaultMode": SECRET_VOLUME_MODE}}));
+        }
+    }
+    for secret in &plan.pull_secrets {
+        let pulls = array(spec, "imagePullSecrets");
+        if !pulls.iter().any(|p| p["name"] == secret.as_str()) {
+            pulls.push(json!({"name": secret}));
+        }
+    }
+    for list in ["initContainers", "containers"] {
+        let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for container in containers {
+            let cname = container["name"].as_str().unwrap_or_default().to_owned();
+            for (env, secret, key) in &plan.env {
+                let value = json!({"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}});
+                let vars = array(container, "env");
+                match vars.iter().find(|v| v["name"] == env.as_str()) {
+                    None => vars.push(value),
+                    Some(existing) if *existing == value => {}
+                    Some(_) => warnings.push(format!(
+                        "container {cname:?} sets {env} itself; its own value wins over the credential annotation"
+                    )),
+                }
+            }
+            for secret in &plan.env_from {
+                let sources = array(container, "envFrom");
+                if !sources
+                    .iter()
+                    .any(|s| s["secretRef"]["name"] == secret.as_str())
+                {
+                    sources.push(json!({"secretRef": {"name": secret}}));
+                }
+            }
+            for (credential, _, path) in &plan.volumes {
+                let name = volume_name(credential);
+                let mounts = array(container, "volumeMounts");
+                match mounts.iter().find(|m| m["mountPath"] == path.as_str()) {
+                    None => mounts.push(json!({"name": name, "mountPath": path, "readOnly": true})),
+                    Some(m) if m["name"] == name.as_str() => {}
+                    Some(_) => warnings.push(format!(
+                        "container {cname:?} already mounts something at {path}; credential {credential:?} is not mounted there"
+                    )),
+                }
+            }
+        }
+    }
+    warnings.sort();
+    warnings.dedup();
+    warnings
+}
+
+#[cfg(test)]
+mod pod_tests {
+    use crate::policy::Settings;
+    use crate::resolve::tests::index;
+    use serde_json::{Value, json};
+
+    fn pod(annotations: Value, containers: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "p", "namespace": "team-a", "annotations": annotations},
+               "spec": {"containers": containers, "initContainers": [{"name": "init", "image": "busybox"}]}})
+    }
+
+    fn mutated(p: &Value) -> (Value, Vec<String>) {
+        let (ops, warnings) = super::pod(&Settings::default(), &index(), "team-a", p).unwrap();
+        let mut out = p.clone();
+        json_patch::patch(&mut out, &ops).unwrap();
+        (out, warnings)
+    }
+
+    #[test]
+    fn injects_everything_once() {
+        let p = pod(
+            json!({"run.ai/credentials-env": "DB_URL=db:url", "run.ai/credentials-env-from": "db",
+                   "run.ai/credentials-volume": "db:/etc/db", "run.ai/s3-credential": "s3", "run.ai/git-credential": "git"}),
+            json!([{"name": "a", "image": "ghcr.io/org/a"}, {"name": "b", "image": "nginx", "env": [{"name": "X", "value": "1"}]}, {"name": "c", "image": "busybox"}]),
+        );
+        let (once, warnings) = mutated(&p);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        for c in once["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(once["spec"]["initContainers"].as_array().unwrap())
+        {
+            let env: Vec<&str> = c["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["name"].as_str().unwrap())
+                .collect();
+            for wanted in [
+                "DB_URL",
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "GIT_SYNC_USERNAME",
+                "GIT_SYNC_PASSWORD",
+            ] {
+                assert_eq!(
+                    env.iter().filter(|e| **e == wanted).count(),
+                    1,
+                    "{wanted} in {}",
+                    c["name"]
+                );
+            }
+            assert_eq!(c["envFrom"], json!([{"secretRef": {"name": "db-secret"}}]));
+            assert_eq!(
+                c["volumeMounts"],
+                json!([{"name": "credential-db", "mountPath": "/etc/db", "readOnly": true}])
+            );
+        }
+        assert_eq!(
+            once["spec"]["containers"][1]["env"][0],
+            json!({"name": "X", "value": "1"}),
+            "user env kept first"
+        );
+        assert_eq!(
+            once["spec"]["volumes"],
+            json!([{"name": "credential-db", "secret": {"secretName": "db-secret", "defaultMode": 256}}])
+        );
+        assert_eq!(
+            once["spec"]["imagePullSecrets"],
+            json!([{"name": "ghcr"}, {"name": "hub"}])
+        );
+        let (ops, _) = super::pod(&Settings::default(), &index(), "team-a", &once).unwrap();
+        assert!(ops.is_empty(), "a second pass changes nothing: {ops:?}");
+    }
+
+    #[test]
+    fn the_users_own_values_win_with_a_warning() {
+        let p = pod(
+            json!({"run.ai/credentials-env": "DB_URL=db:url", "run.ai/credentials-volume": "db:/etc/db", "run.ai/image-pull-credentials": "none"}),
+            json!([{"name": "a", "image": "nginx", "env": [{"name": "DB_URL", "value": "postgres://local"}],
+                    "volumeMounts": [{"name": "mine", "mountPath": "/etc/db"}]}]),
+        );
+        let (once, warnings) = mutated(&p);
+        assert_eq!(
+            once["spec"]["containers"][0]["env"],
+            json!([{"name": "DB_URL", "value": "postgres://local"}])
+        );
+        assert_eq!(
+            once["spec"]["containers"][0]["volumeMounts"],
+            json!([{"name": "mine", "mountPath": "/etc/db"}])
+        );
+        assert!(once["spec"].get("imagePullSecrets").is_none());
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].contains("\"a\" already mounts something at /etc/db"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].contains("\"a\" sets DB_URL itself"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let p = pod(
+            json!({"run.ai/s3-credential": "ghcr"}),
+            json!([{"name": "a", "image": "nginx"}]),
+        );
+        let err = super::pod(&Settings::default(), &index(), "team-a", &p).unwrap_err();
+        assert!(err.0.contains("must be of type access-key"), "{err}");
+        let p = pod(
+            json!({"run.ai/credentials-env": "nope"}),
+            json!([{"name": "a", "image": "nginx"}]),
+        );
+        let err = super::pod(&Settings::default(), &index(), "team-a", &p).unwrap_err();
+        assert!(
+            err.0
+                .contains("\"nope\" must look like ENV=<credential>:<key>"),
+            "{err}"
+        );
     }
 }

@@ -84,8 +84,58 @@ pub fn secret(settings: &Settings, index: &Index, change: &Change<'_, Secret>) -
     }
 }
 
+/// Where the pod template of each workload kind sits in the object.
+pub fn template_pointer(kind: crate::workload::WorkloadKind) -> &'static str {
+    use crate::workload::WorkloadKind::*;
+    match kind {
+        Pod => "",
+        Deployment | StatefulSet | DaemonSet | ReplicaSet | Job => "/spec/template",
+        CronJob => "/spec/jobTemplate/spec/template",
+        PodTemplate => "/template",
+    }
+}
+
+/// A workload template's credential annotations must resolve, so a bad
+/// reference fails at `kubectl apply` and not later at pod creation.
+pub fn workload(
+    settings: &Settings,
+    index: &Index,
+    kind: crate::workload::WorkloadKind,
+    change: &Change<'_, serde_json::Value>,
+) -> Verdict {
+    let (Operation::Create | Operation::Update, Some(object)) = (change.operation, change.object)
+    else {
+        return Ok(Allow::default());
+    };
+    let Some(template) = object.pointer(template_pointer(kind)) else {
+        return Ok(Allow::default());
+    };
+    let annotations: Option<std::collections::BTreeMap<String, String>> = template
+        .pointer("/metadata/annotations")
+        .and_then(|a| serde_json::from_value(a.clone()).ok());
+    let requests = crate::workload::parse(annotations.as_ref())
+        .map_err(|e| Deny(format!("pod template: {e}")))?;
+    if requests == crate::workload::Requests::default() {
+        return Ok(Allow::default());
+    }
+    synced(index)?;
+    let images = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|list| {
+            template
+                .pointer(&format!("/spec/{list}"))
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(|c| c.get("image")?.as_str());
+    crate::resolve::plan(settings, index, change.namespace, &requests, images)
+        .map(|_| Allow::default())
+        .map_err(|why| Deny(format!("pod template: {why}")))
+}
+
 /// State-dependent rules answer only from a synced cache; otherwise they deny, retryably.
-fn synced(index: &Index) -> Result<(), Deny> {
+pub fn synced(index: &Index) -> Result<(), Deny> {
     match index.not_synced() {
         None => Ok(()),
         Some(what) => Err(Deny(format!(

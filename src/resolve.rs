@@ -1,0 +1,509 @@
+//! Which Secret a credential name means for a workload in a given namespace.
+//!
+//! Resolution looks in the workload's project first, then its department, then
+//! the cluster. The answer is the Secret name that exists in the workload's own
+//! namespace (the project Secret, or the existing Secret behind it). Pure code
+//! over the [`Index`]: its cost grows with the credentials visible to the
+//! namespace, not with the cluster.
+
+use std::collections::BTreeSet;
+
+use crate::credential::{CredentialType, Scope};
+use crate::index::{Index, SecretInfo};
+use crate::policy::Settings;
+
+/// A credential resolved for one namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// The credential name (`run.ai/name`).
+    pub name: String,
+    /// The Secret to reference from the pod (in the pod's namespace).
+    pub secret: String,
+    pub kind: Option<CredentialType>,
+    /// Data key names, when credgate has stamped them.
+    pub keys: Option<Vec<String>>,
+    pub registries: Vec<String>,
+}
+
+fn is_backing(index: &Index, namespace: &str, name: &str) -> bool {
+    index
+        .secrets_in(namespace)
+        .any(|(_, info)| info.existing_secret.as_deref() == Some(name))
+}
+
+/// Credentials of `scope` in `namespace`, excluding existing Secrets that back another credential.
+fn credentials_of<'a>(
+    index: &'a Index,
+    namespace: &'a str,
+    scope: &'a Scope,
+) -> impl Iterator<Item = (&'a str, &'a SecretInfo)> + 'a {
+    index
+        .secrets_in(namespace)
+        .filter(move |(_, info)| info.scope.as_ref() == Some(scope))
+        .filter(move |(name, _)| !is_backing(index, namespace, name))
+}
+
+fn resolved(
+    index: &Index,
+    namespace: &str,
+    secret: &str,
+    info: &SecretInfo,
+) -> Result<Resolved, String> {
+    let (secret, data) = match &info.existing_secret {
+        None => (secret.to_owned(), info),
+        Some(existing) => {
+            let backing = index.secret(namespace, existing).ok_or_else(|| {
+                format!(
+                    "credential {:?} is backed by the Secret {existing:?}, which does not exist (or lacks its run.ai/resource label) in namespace {namespace:?}",
+                    info.credential_name
+                )
+            })?;
+            (existing.clone(), backing)
+        }
+    };
+    Ok(Resolved {
+        name: info.credential_name.clone(),
+        secret,
+        kind: info.kind,
+        keys: data.keys.clone(),
+        registries: data.registries.clone(),
+    })
+}
+
+/// Resolves the credential `name` for a workload in `namespace`.
+pub fn credential(
+    settings: &Settings,
+    index: &Index,
+    namespace: &str,
+    name: &str,
+) -> Result<Resolved, String> {
+    let Some(project) = index.project_of(namespace) else {
+        return Err(format!(
+            "namespace {namespace:?} is not a project namespace (label runai/queue), so it cannot use credentials"
+        ));
+    };
+    let named = |ns: &'_ str, scope: &Scope| {
+        credentials_of(index, ns, scope)
+            .filter(|(_, info)| info.credential_name == name)
+            .min_by_key(|(secret, _)| *secret)
+            .map(|(secret, info)| (secret.to_owned(), info.clone()))
+    };
+    if let Some((secret, info)) = named(namespace, &Scope::Project) {
+        return resolved(index, namespace, &secret, &info);
+    }
+    let department = index
+        .namespace(namespace)
+        .and_then(|n| n.department.clone());
+    let wider = department
+        .clone()
+        .map(Scope::Department)
+        .into_iter()
+        .chain([Scope::Cluster]);
+    for scope in wider {
+        if named(&settings.credentials_namespace, &scope).is_some() {
+            return Err(format!(
+                "credential {name:?} is a {scope} credential; credgate does not copy {scope} credentials into project namespaces yet, so pods of project {project:?} cannot use it"
+            ));
+        }
+    }
+    Err(format!(
+        "no credential named {name:?} is visible to project {project:?}: it is neither a credential of this project{} nor of the cluster",
+        department
+            .map(|d| format!(", of its department {d:?}"))
+            .unwrap_or_default()
+    ))
+}
+
+/// Docker-registry credentials of the namespace whose registries serve at least one of `hosts`.
+pub fn auto_pull(index: &Index, namespace: &str, hosts: &BTreeSet<String>) -> Vec<Resolved> {
+    if hosts.is_empty() {
+        return Vec::new();
+    }
+    let mut out: Vec<Resolved> = credentials_of(index, namespace, &Scope::Project)
+        .filter(|(_, info)| info.kind == Some(CredentialType::DockerRegistry))
+        .filter_map(|(secret, info)| resolved(index, namespace, secret, info).ok())
+        .filter(|r| r.registries.iter().any(|h| hosts.contains(h)))
+        .collect();
+    out.sort_by(|a, b| a.secret.cmp(&b.secret));
+    out.dedup_by(|a, b| a.secret == b.secret);
+    out
+}
+
+/// Everything a workload's annotations ask for, resolved and type-checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// `(ENV, Secret, key)`.
+    pub env: Vec<(String, String, String)>,
+    /// Secrets for `envFrom`.
+    pub env_from: Vec<String>,
+    /// `(credential name, Secret, mountPath)`.
+    pub volumes: Vec<(String, String, String)>,
+    /// Secrets for `imagePullSecrets`.
+    pub pull_secrets: Vec<String>,
+}
+
+fn require(resolved: &Resolved, kind: CredentialType, annotation: &str) -> Result<(), String> {
+    match resolved.kind {
+        Some(k) if k == kind => Ok(()),
+        Some(k) => Err(format!(
+            "annotation {annotation}: credential {:?} is of type {k}; it must be of type {kind}",
+            resolved.name
+        )),
+        None => Err(format!(
+            "annotation {annotation}: credential {:?} has no type label (run.ai/resource); it must be of type {kind}",
+            resolved.name
+        )),
+    }
+}
+
+fn require_key(resolved: &Resolved, key: &str, annotation: &str) -> Result<(), String> {
+    match &resolved.keys {
+        Some(keys) if !keys.iter().any(|k| k == key) => Err(format!(
+            "annotation {annotation}: credential {:?} has no key {key:?} (its keys: {})",
+            resolved.name,
+            keys.join(", ")
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Resolves and checks the requests of a pod (or pod template) in `namespace`.
+/// `images` are the pod's container images, for `run.ai/image-pull-credentials: auto`.
+pub fn plan<'i>(
+    settings: &Settings,
+    index: &Index,
+    namespace: &str,
+    requests: &crate::workload::Requests,
+    images: impl IntoIterator<Item = &'i str>,
+) -> Result<Plan, String> {
+    use crate::workload::{ImagePull, annotation as a};
+    let get = |name: &str| credential(settings, index, namespace, name);
+    let mut plan = Plan::default();
+    for e in &requests.env {
+        let r = get(&e.credential).map_err(|why| format!("annotation {}: {why}", a::ENV))?;
+        require_key(&r, &e.key, a::ENV)?;
+        plan.env.push((e.env.clone(), r.secret, e.key.clone()));
+    }
+    for name in &requests.env_from {
+        plan.env_from.push(
+            get(name)
+                .map_err(|why| format!("annotation {}: {why}", a::ENV_FROM))?
+                .secret,
+        );
+    }
+    for v in &requests.volumes {
+        let r = get(&v.credential).map_err(|why| format!("annotation {}: {why}", a::VOLUME))?;
+        plan.volumes.push((r.name, r.secret, v.mount_path.clone()));
+    }
+    if let Some(name) = &requests.s3 {
+        let r = get(name).map_err(|why| format!("annotation {}: {why}", a::S3))?;
+        require(&r, CredentialType::AccessKey, a::S3)?;
+        for (env, key) in [
+            ("AWS_ACCESS_KEY_ID", "AccessKeyId"),
+            ("AWS_SECRET_ACCESS_KEY", "SecretKey"),
+        ] {
+            require_key(&r, key, a::S3)?;
+            plan.env.push((env.into(), r.secret.clone(), key.into()));
+        }
+    }
+    if let Some(name) = &requests.git {
+        let r = get(name).map_err(|why| format!("annotation {}: {why}", a::GIT))?;
+        require(&r, CredentialType::Password, a::GIT)?;
+        let lower = r
+            .keys
+            .as_ref()
+            .is_some_and(|k| k.iter().any(|k| k == "username") && !k.iter().any(|k| k == "User"));
+        let (user, password) = if lower {
+            ("username", "password")
+        } else {
+            ("User", "Password")
+        };
+        require_key(&r, password, a::GIT)?;
+        plan.env
+            .push(("GIT_SYNC_USERNAME".into(), r.secret.clone(), user.into()));
+        plan.env
+            .push(("GIT_SYNC_PASSWORD".into(), r.secret, password.into()));
+    }
+    match &requests.image_pull {
+        ImagePull::None => {}
+        ImagePull::Named(names) => {
+            for name in names {
+                let r = get(name).map_err(|why| format!("annotation {}: {why}", a::IMAGE_PULL))?;
+                require(&r, CredentialType::DockerRegistry, a::IMAGE_PULL)?;
+                plan.pull_secrets.push(r.secret);
+            }
+        }
+        ImagePull::Auto => {
+            let hosts: BTreeSet<String> = images
+                .into_iter()
+                .filter_map(crate::registry::image_host)
+                .collect();
+            plan.pull_secrets.extend(
+                auto_pull(index, namespace, &hosts)
+                    .into_iter()
+                    .map(|r| r.secret),
+            );
+        }
+    }
+    plan.pull_secrets.dedup();
+    Ok(plan)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::index::NamespaceInfo;
+    use crate::workload::{Requests, parse};
+    use std::collections::BTreeMap;
+
+    pub(crate) fn info(
+        name: &str,
+        kind: CredentialType,
+        scope: Scope,
+        keys: &[&str],
+        registries: &[&str],
+    ) -> SecretInfo {
+        SecretInfo {
+            uid: "u".into(),
+            kind: Some(kind),
+            scope: Some(scope),
+            credential_name: name.into(),
+            existing_secret: None,
+            registries: registries.iter().map(|s| s.to_string()).collect(),
+            keys: Some(keys.iter().map(|s| s.to_string()).collect()),
+        }
+    }
+
+    /// team-a (department rnd) with project credentials; rnd and cluster credentials in runai.
+    pub(crate) fn index() -> Index {
+        let mut index = Index::default();
+        index.set_namespace(
+            "team-a",
+            NamespaceInfo {
+                project: Some("team-a".into()),
+                department: Some("rnd".into()),
+            },
+        );
+        index.set_namespace(
+            "team-b",
+            NamespaceInfo {
+                project: Some("team-b".into()),
+                department: Some("rnd".into()),
+            },
+        );
+        index.set_namespace("runai", NamespaceInfo::default());
+        use CredentialType::*;
+        index.set_secret(
+            "team-a",
+            "s3-secret",
+            info(
+                "s3",
+                AccessKey,
+                Scope::Project,
+                &["AccessKeyId", "SecretKey"],
+                &[],
+            ),
+        );
+        index.set_secret(
+            "team-a",
+            "git-secret",
+            info(
+                "git",
+                Password,
+                Scope::Project,
+                &["password", "username"],
+                &[],
+            ),
+        );
+        index.set_secret(
+            "team-a",
+            "db-secret",
+            info("db", Generic, Scope::Project, &["token", "url"], &[]),
+        );
+        index.set_secret(
+            "team-a",
+            "ghcr",
+            info(
+                "ghcr",
+                DockerRegistry,
+                Scope::Project,
+                &[".dockerconfigjson"],
+                &["ghcr.io"],
+            ),
+        );
+        index.set_secret(
+            "team-a",
+            "hub",
+            info(
+                "hub",
+                DockerRegistry,
+                Scope::Project,
+                &[".dockerconfigjson"],
+                &["docker.io"],
+            ),
+        );
+        let mut backed = info("backed", DockerRegistry, Scope::Project, &[], &[]);
+        backed.existing_secret = Some("quay-pull".into());
+        index.set_secret("team-a", "backed", backed);
+        index.set_secret(
+            "team-a",
+            "quay-pull",
+            info(
+                "quay-pull",
+                DockerRegistry,
+                Scope::Project,
+                &[".dockerconfigjson"],
+                &["quay.io"],
+            ),
+        );
+        index.set_secret(
+            "team-b",
+            "other",
+            info("other", Generic, Scope::Project, &["k"], &[]),
+        );
+        index.set_secret(
+            "runai",
+            "rnd-token",
+            info(
+                "rnd-token",
+                Generic,
+                Scope::Department("rnd".into()),
+                &["k"],
+                &[],
+            ),
+        );
+        index
+    }
+
+    fn requests(pairs: &[(&str, &str)]) -> Requests {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse(Some(&map)).unwrap()
+    }
+
+    #[test]
+    fn resolves_and_plans() {
+        let r = requests(&[
+            ("run.ai/credentials-env", "DB=db:url"),
+            ("run.ai/credentials-env-from", "db"),
+            ("run.ai/credentials-volume", "db:/etc/db"),
+            ("run.ai/s3-credential", "s3"),
+            ("run.ai/git-credential", "git"),
+        ]);
+        let plan = plan(
+            &Settings::default(),
+            &index(),
+            "team-a",
+            &r,
+            ["ghcr.io/org/app:1", "nginx", "registry.local/x"],
+        )
+        .unwrap();
+        assert_eq!(plan.env[0], ("DB".into(), "db-secret".into(), "url".into()));
+        assert_eq!(
+            plan.env[1],
+            (
+                "AWS_ACCESS_KEY_ID".into(),
+                "s3-secret".into(),
+                "AccessKeyId".into()
+            )
+        );
+        assert_eq!(
+            plan.env[3],
+            (
+                "GIT_SYNC_USERNAME".into(),
+                "git-secret".into(),
+                "username".into()
+            )
+        );
+        assert_eq!(plan.env_from, ["db-secret"]);
+        assert_eq!(
+            plan.volumes,
+            [("db".into(), "db-secret".into(), "/etc/db".into())]
+        );
+        assert_eq!(
+            plan.pull_secrets,
+            ["ghcr", "hub"],
+            "auto: only registries the images use"
+        );
+
+        let quay = plan_of(&[], &["quay.io/org/x"]).unwrap();
+        assert_eq!(
+            quay.pull_secrets,
+            ["quay-pull"],
+            "an existing-secret credential resolves to its backing Secret"
+        );
+        assert!(
+            plan_of(&[], &["unrelated.example/x"])
+                .unwrap()
+                .pull_secrets
+                .is_empty()
+        );
+        assert!(
+            plan_of(&[("run.ai/image-pull-credentials", "none")], &["nginx"])
+                .unwrap()
+                .pull_secrets
+                .is_empty()
+        );
+        assert_eq!(
+            plan_of(&[("run.ai/image-pull-credentials", "backed")], &["nginx"])
+                .unwrap()
+                .pull_secrets,
+            ["quay-pull"]
+        );
+    }
+
+    fn plan_of(pairs: &[(&str, &str)], images: &[&str]) -> Result<Plan, String> {
+        plan(
+            &Settings::default(),
+            &index(),
+            "team-a",
+            &requests(pairs),
+            images.iter().copied(),
+        )
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("run.ai/credentials-env-from", "other")],
+                "no credential named \"other\" is visible to project \"team-a\"",
+            ),
+            (
+                &[("run.ai/credentials-env-from", "rnd-token")],
+                "is a department rnd credential; credgate does not copy",
+            ),
+            (
+                &[("run.ai/s3-credential", "ghcr")],
+                "credential \"ghcr\" is of type docker-registry; it must be of type access-key",
+            ),
+            (
+                &[("run.ai/git-credential", "s3")],
+                "it must be of type password",
+            ),
+            (
+                &[("run.ai/image-pull-credentials", "db")],
+                "it must be of type docker-registry",
+            ),
+            (
+                &[("run.ai/credentials-env", "X=db:missing")],
+                "credential \"db\" has no key \"missing\" (its keys: token, url)",
+            ),
+        ];
+        for (pairs, fragment) in cases {
+            let err = plan_of(pairs, &["nginx"]).unwrap_err();
+            assert!(err.contains(fragment), "{err:?} lacks {fragment:?}");
+        }
+        let err = plan(
+            &Settings::default(),
+            &index(),
+            "runai",
+            &requests(&[("run.ai/s3-credential", "s3")]),
+            [],
+        )
+        .unwrap_err();
+        assert!(err.contains("is not a project namespace"), "{err}");
+    }
+}
