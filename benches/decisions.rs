@@ -22,6 +22,7 @@ fn big_index() -> Index {
             NamespaceInfo {
                 project: Some(ns.clone()),
                 department: Some(format!("dept-{}", n % 10)),
+                ..Default::default()
             },
         );
         for w in 0..100 {

@@ -16,6 +16,7 @@ fn main() {
         NamespaceInfo {
             project: Some("team-a".into()),
             department: None,
+            ..Default::default()
         },
     );
     for (name, kind, keys, registries) in [
@@ -70,9 +71,9 @@ fn main() {
     let mut samples = Vec::with_capacity(100_000);
     for _ in 0..100_000 {
         let started = Instant::now();
-        let (ops, _) = mutate::pod(&settings, &index, "team-a", &pod).unwrap();
+        let mutation = mutate::pod(&settings, &index, "team-a", &pod).unwrap();
         samples.push(started.elapsed());
-        assert!(!ops.is_empty());
+        assert!(!mutation.ops.is_empty());
     }
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];

@@ -22,6 +22,7 @@ fn main() {
             NamespaceInfo {
                 project: Some(ns.clone()),
                 department: None,
+                ..Default::default()
             },
         );
     }

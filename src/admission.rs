@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use tracing::info;
 
 use crate::claims::{self, Claim};
+use crate::copies::Source;
 use crate::credential::annotation;
 use crate::index::Index;
 use crate::policy::{Allow, Change, Deny, Operation, Settings, Verdict, secret_meta};
@@ -205,7 +206,10 @@ impl Admission {
                         };
                         (verdict, Vec::new())
                     }
-                    Endpoint::Mutate => (Ok(Allow::default()), mutate::secret(&change)),
+                    Endpoint::Mutate => (
+                        Ok(Allow::default()),
+                        mutate::secret(&self.settings, &change),
+                    ),
                 }
             }
             ("", "v1", "Pod") if endpoint == Endpoint::Mutate => {
@@ -220,14 +224,28 @@ impl Admission {
                     return (Err(Deny("the request carries no Pod".into())), Vec::new());
                 };
                 let namespace = req.namespace.as_deref().unwrap_or_default();
-                let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-                if let Err(deny) = validate::synced(&index) {
+                let mutation = {
+                    let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+                    validate::synced(&index)
+                        .and_then(|()| mutate::pod(&self.settings, &index, namespace, &object))
+                };
+                let mutation = match mutation {
+                    Ok(m) => m,
+                    Err(deny) => return (Err(deny), Vec::new()),
+                };
+                if !req.dry_run
+                    && let Err(deny) = self
+                        .ensure_copies(namespace, &mutation.missing_copies)
+                        .await
+                {
                     return (Err(deny), Vec::new());
                 }
-                match mutate::pod(&self.settings, &index, namespace, &object) {
-                    Ok((ops, warnings)) => (Ok(Allow { warnings }), ops),
-                    Err(deny) => (Err(deny), Vec::new()),
-                }
+                (
+                    Ok(Allow {
+                        warnings: mutation.warnings,
+                    }),
+                    mutation.ops,
+                )
             }
             (group, "v1", kind)
                 if endpoint == Endpoint::Validate && workload_kind(group, kind).is_some() =>
@@ -250,6 +268,50 @@ impl Admission {
 }
 
 impl Admission {
+    /// No pod before its copy: creates the missing copies of cluster and
+    /// department credentials in the pod's namespace before answering.
+    async fn ensure_copies(&self, namespace: &str, sources: &[String]) -> Result<(), Deny> {
+        if sources.is_empty() {
+            return Ok(());
+        }
+        let Some(client) = &self.client else {
+            return Err(Deny(
+                "credgate runs without API access and cannot create credential copies".into(),
+            ));
+        };
+        let retry = |why: String| Deny(format!("{why}; this is temporary, retry in a few seconds"));
+        for source in sources {
+            let work = async {
+                let Some(src) = Source::read(client, &self.settings.credentials_namespace, source)
+                    .await
+                    .map_err(|e| e.to_string())?
+                else {
+                    return Err(format!("credential Secret {source:?} is gone"));
+                };
+                src.ensure(client, namespace)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            match tokio::time::timeout(std::time::Duration::from_secs(3), work).await {
+                Ok(Ok(_)) => {
+                    let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+                    index.set_copy(namespace, &crate::copies::copy_name(source), true);
+                }
+                Ok(Err(why)) => {
+                    return Err(retry(format!(
+                        "credgate could not copy credential {source:?} into namespace {namespace:?} for this pod: {why}"
+                    )));
+                }
+                Err(_) => {
+                    return Err(retry(format!(
+                        "credgate could not copy credential {source:?} into namespace {namespace:?} in time"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A credential backed by an existing Secret claims it through the API server.
     async fn claim_existing_secret(
         &self,
@@ -577,7 +639,7 @@ mod tests {
         let patch: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(
             patch,
-            json!([{"op": "add", "path": "/metadata/annotations", "value": {"run.ai/created-by": "alice", "run.ai/keys": "k"}}])
+            json!([{"op": "add", "path": "/metadata/annotations", "value": {"run.ai/created-by": "alice", "run.ai/keys": "k", "run.ai/status": "No issues found"}}])
         );
     }
 }

@@ -73,6 +73,7 @@ impl LogArgs {
             .with_context(|| format!("--log-level {:?} is not a valid filter", self.log_level))?;
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr);
         match self.log_format {
             LogFormat::Plain => builder.init(),
@@ -88,6 +89,8 @@ pub struct ServeArgs {
     pub server: ServerArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub controller: ControllerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +129,27 @@ pub struct PolicyArgs {
     /// Namespace of cluster- and department-scoped credentials.
     #[arg(long, env = "CREDGATE_CREDENTIALS_NAMESPACE", default_value = "runai")]
     pub credentials_namespace: String,
+    /// The user credgate acts as (its ServiceAccount): the only one that may write managed copies.
+    #[arg(
+        long,
+        env = "CREDGATE_CONTROLLER_IDENTITY",
+        default_value = "system:serviceaccount:credgate-system:credgate"
+    )]
+    pub controller_identity: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Run the propagation controller (one replica at a time leads; the webhook runs on all).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub controller: bool,
+    /// Namespace of the leader-election Lease.
+    #[arg(
+        long,
+        env = "CREDGATE_LEADER_ELECTION_NAMESPACE",
+        default_value = "kube-system"
+    )]
+    pub leader_election_namespace: String,
 }
 
 impl ServerArgs {
@@ -150,6 +174,7 @@ impl ServeArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let settings = Settings {
             credentials_namespace: self.policy.credentials_namespace.clone(),
+            controller_identity: self.policy.controller_identity.clone(),
         };
         let metrics = Arc::new(Metrics::default());
         let client = kube::Client::try_default().await.context(
@@ -161,13 +186,24 @@ impl ServeArgs {
         let server =
             Server::bind(self.server.options(), admission, metrics, health.clone()).await?;
         let watches = tokio::spawn(watch::run(
-            client,
-            index,
+            client.clone(),
+            index.clone(),
             health,
-            self.policy.credentials_namespace,
+            self.policy.credentials_namespace.clone(),
         ));
+        let controller = self.controller.controller.then(|| {
+            tokio::spawn(crate::controller::run(
+                client,
+                index,
+                self.policy.credentials_namespace,
+                self.controller.leader_election_namespace,
+            ))
+        });
         server.run(shutdown_signal()).await;
         watches.abort();
+        if let Some(controller) = controller {
+            controller.abort();
+        }
         Ok(())
     }
 }

@@ -37,6 +37,10 @@ pub mod annotation {
     pub const REGISTRIES: &str = "run.ai/registries";
     /// The credential's data keys (names only, never values), stamped by credgate.
     pub const KEYS: &str = "run.ai/keys";
+    /// Creating… | No issues found | Issues found | Deleting… (the seeds' statuses).
+    pub const STATUS: &str = "run.ai/status";
+    /// The namespaces with problems, when the status is "Issues found".
+    pub const STATUS_MESSAGE: &str = "run.ai/status-message";
 }
 
 /// Longest `run.ai/description`, in characters.

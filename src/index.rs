@@ -51,6 +51,8 @@ pub struct NamespaceInfo {
     pub project: Option<String>,
     /// `run.ai/department`.
     pub department: Option<String>,
+    /// Being deleted.
+    pub terminating: bool,
 }
 
 /// Metadata of a labelled Secret (a credential, or an existing secret eligible to back one).
@@ -131,6 +133,8 @@ pub struct Users {
 pub struct Index {
     strings: Interner,
     namespaces: HashMap<String, NamespaceInfo>,
+    /// Managed copies, as (namespace, name).
+    copies: std::collections::HashSet<(String, String)>,
     /// Labelled Secrets by namespace, then name.
     secrets: HashMap<String, HashMap<String, SecretInfo>>,
     workloads: HashMap<Sym, NamespaceWorkloads>,
@@ -261,6 +265,22 @@ impl Index {
             .into_iter()
             .flatten()
             .map(|(name, info)| (name.as_str(), info))
+    }
+
+    // ---- managed copies ----
+
+    pub fn set_copy(&mut self, namespace: &str, name: &str, present: bool) {
+        let key = (namespace.to_owned(), name.to_owned());
+        if present {
+            self.copies.insert(key);
+        } else {
+            self.copies.remove(&key);
+        }
+    }
+
+    pub fn has_copy(&self, namespace: &str, name: &str) -> bool {
+        self.copies
+            .contains(&(namespace.to_owned(), name.to_owned()))
     }
 
     // ---- workloads ----
@@ -411,6 +431,7 @@ mod tests {
             NamespaceInfo {
                 project: Some(ns.into()),
                 department: department.map(Into::into),
+                ..Default::default()
             },
         );
     }

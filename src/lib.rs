@@ -9,6 +9,8 @@ pub mod admission;
 pub mod args;
 pub mod certs;
 pub mod claims;
+pub mod controller;
+pub mod copies;
 pub mod credential;
 pub mod dockerconfig;
 pub mod index;

@@ -14,7 +14,10 @@ use crate::validate::{DOCKER_CONFIG_JSON_KEY, credential_type};
 /// The patch for a CREATE or UPDATE of a credential Secret; empty when nothing
 /// needs stamping (or when the Secret is not a credential). Broken credentials
 /// get no patch: validation denies them with the reason.
-pub fn secret(change: &Change<'_, Secret>) -> Vec<PatchOperation> {
+pub fn secret(
+    settings: &crate::policy::Settings,
+    change: &Change<'_, Secret>,
+) -> Vec<PatchOperation> {
     let Some(object) = change.object else {
         return Vec::new();
     };
@@ -24,7 +27,16 @@ pub fn secret(change: &Change<'_, Secret>) -> Vec<PatchOperation> {
     }
     let mut wanted = Vec::new();
     match change.operation {
-        Operation::Create => wanted.push((annotation::CREATED_BY, change.user.to_owned())),
+        Operation::Create => {
+            wanted.push((annotation::CREATED_BY, change.user.to_owned()));
+            // Project credentials need no copies: valid means ready. Wider ones
+            // are "Creating…" until the controller has copied them.
+            let status = match meta.scope(&settings.credentials_namespace) {
+                Ok(crate::credential::Scope::Project) => crate::controller::NO_ISSUES,
+                _ => crate::controller::CREATING,
+            };
+            wanted.push((annotation::STATUS, status.to_owned()));
+        }
         Operation::Update => {
             // `kubectl replace` drops annotations the server added: keep the stamp.
             let old_stamp = change.old_object.and_then(|old| {
@@ -56,6 +68,7 @@ pub fn secret(change: &Change<'_, Secret>) -> Vec<PatchOperation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Settings;
     use base64::Engine as _;
     use serde_json::{Value, json};
 
@@ -96,13 +109,23 @@ mod tests {
             json!({"run.ai/created-by": "mallory", "other": "kept"}),
         ] {
             let object = docker_secret(annotations);
-            let patched = apply(&object, secret(&change(Operation::Create, &object, None)));
+            let patched = apply(
+                &object,
+                secret(
+                    &Settings::default(),
+                    &change(Operation::Create, &object, None),
+                ),
+            );
             let got = patched.metadata.annotations.clone().unwrap();
             assert_eq!(got["run.ai/created-by"], "alice");
             assert_eq!(got["run.ai/registries"], "docker.io,ghcr.io");
             assert_eq!(got["run.ai/keys"], ".dockerconfigjson");
             assert!(
-                secret(&change(Operation::Create, &patched, None)).is_empty(),
+                secret(
+                    &Settings::default(),
+                    &change(Operation::Create, &patched, None)
+                )
+                .is_empty(),
                 "second pass must be empty"
             );
         }
@@ -114,7 +137,7 @@ mod tests {
         let replaced = docker_secret(Value::Null);
         let mut c = change(Operation::Update, &replaced, Some(&old));
         c.user = "bob";
-        let patched = apply(&replaced, secret(&c));
+        let patched = apply(&replaced, secret(&Settings::default(), &c));
         assert_eq!(
             patched.metadata.annotations.unwrap()["run.ai/created-by"],
             "alice"
@@ -125,11 +148,23 @@ mod tests {
     fn plain_and_broken_secrets_get_no_stamp_of_registries() {
         let mut plain = docker_secret(Value::Null);
         plain.metadata.labels = None;
-        assert!(secret(&change(Operation::Create, &plain, None)).is_empty());
+        assert!(
+            secret(
+                &Settings::default(),
+                &change(Operation::Create, &plain, None)
+            )
+            .is_empty()
+        );
 
         let mut broken = docker_secret(Value::Null);
         broken.data = None;
-        let patched = apply(&broken, secret(&change(Operation::Create, &broken, None)));
+        let patched = apply(
+            &broken,
+            secret(
+                &Settings::default(),
+                &change(Operation::Create, &broken, None),
+            ),
+        );
         let got = patched.metadata.annotations.unwrap();
         assert!(!got.contains_key("run.ai/registries"));
         assert_eq!(got["run.ai/created-by"], "alice");
@@ -138,6 +173,15 @@ mod tests {
 
 /// Default mode of injected secret volumes: read-only for the owner (0400).
 pub const SECRET_VOLUME_MODE: i64 = 0o400;
+
+/// What a Pod CREATE gets: the patch, warnings for kubectl, and the
+/// cluster/department credentials whose copies must exist before the pod.
+#[derive(Debug, Default)]
+pub struct PodMutation {
+    pub ops: Vec<PatchOperation>,
+    pub warnings: Vec<String>,
+    pub missing_copies: Vec<String>,
+}
 
 /// The patch and warnings for a Pod CREATE in a project namespace.
 ///
@@ -149,7 +193,7 @@ pub fn pod(
     index: &crate::index::Index,
     namespace: &str,
     pod: &serde_json::Value,
-) -> Result<(Vec<PatchOperation>, Vec<String>), crate::policy::Deny> {
+) -> Result<PodMutation, crate::policy::Deny> {
     use crate::policy::Deny;
     let annotations: Option<std::collections::BTreeMap<String, String>> = pod
         .pointer("/metadata/annotations")
@@ -168,7 +212,11 @@ pub fn pod(
     let plan = crate::resolve::plan(settings, index, namespace, &requests, images).map_err(Deny)?;
     let mut injected = pod.clone();
     let warnings = inject(&mut injected, &plan);
-    Ok((json_patch::diff(pod, &injected).0, warnings))
+    Ok(PodMutation {
+        ops: json_patch::diff(pod, &injected).0,
+        warnings,
+        missing_copies: plan.missing_copies,
+    })
 }
 
 fn array<'a>(parent: &'a mut serde_json::Value, key: &str) -> &'a mut Vec<serde_json::Value> {
@@ -270,7 +318,8 @@ mod pod_tests {
     }
 
     fn mutated(p: &Value) -> (Value, Vec<String>) {
-        let (ops, warnings) = super::pod(&Settings::default(), &index(), "team-a", p).unwrap();
+        let super::PodMutation { ops, warnings, .. } =
+            super::pod(&Settings::default(), &index(), "team-a", p).unwrap();
         let mut out = p.clone();
         json_patch::patch(&mut out, &ops).unwrap();
         (out, warnings)
@@ -330,7 +379,9 @@ mod pod_tests {
             once["spec"]["imagePullSecrets"],
             json!([{"name": "ghcr"}, {"name": "hub"}])
         );
-        let (ops, _) = super::pod(&Settings::default(), &index(), "team-a", &once).unwrap();
+        let ops = super::pod(&Settings::default(), &index(), "team-a", &once)
+            .unwrap()
+            .ops;
         assert!(ops.is_empty(), "a second pass changes nothing: {ops:?}");
     }
 

@@ -14,12 +14,15 @@ use crate::credential::Meta;
 pub struct Settings {
     /// Namespace of cluster- and department-scoped credentials.
     pub credentials_namespace: String,
+    /// The user credgate's controller acts as; only it may write managed copies.
+    pub controller_identity: String,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             credentials_namespace: "runai".to_owned(),
+            controller_identity: "system:serviceaccount:credgate-system:credgate".to_owned(),
         }
     }
 }

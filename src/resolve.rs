@@ -23,6 +23,9 @@ pub struct Resolved {
     /// Data key names, when credgate has stamped them.
     pub keys: Option<Vec<String>>,
     pub registries: Vec<String>,
+    /// A cluster or department credential whose copy is not (yet) in the
+    /// namespace: the source Secret's name in the credentials namespace.
+    pub missing_copy: Option<String>,
 }
 
 fn is_backing(index: &Index, namespace: &str, name: &str) -> bool {
@@ -67,7 +70,36 @@ fn resolved(
         kind: info.kind,
         keys: data.keys.clone(),
         registries: data.registries.clone(),
+        missing_copy: None,
     })
+}
+
+/// A cluster or department credential, as its managed copy in `namespace`.
+fn via_copy(
+    index: &Index,
+    settings: &Settings,
+    namespace: &str,
+    source: &str,
+    info: &SecretInfo,
+) -> Result<Resolved, String> {
+    let mut r = resolved(index, &settings.credentials_namespace, source, info)?;
+    r.secret = crate::copies::copy_name(source);
+    if !index.has_copy(namespace, &r.secret) {
+        r.missing_copy = Some(source.to_owned());
+    }
+    Ok(r)
+}
+
+/// Credentials visible to a project namespace, nearest scope first: project, department, cluster.
+fn visible_scopes(settings: &Settings, index: &Index, namespace: &str) -> Vec<(String, Scope)> {
+    let department = index
+        .namespace(namespace)
+        .and_then(|n| n.department.clone());
+    let mut scopes = vec![(namespace.to_owned(), Scope::Project)];
+    scopes
+        .extend(department.map(|d| (settings.credentials_namespace.clone(), Scope::Department(d))));
+    scopes.push((settings.credentials_namespace.clone(), Scope::Cluster));
+    scopes
 }
 
 /// Resolves the credential `name` for a workload in `namespace`.
@@ -82,30 +114,21 @@ pub fn credential(
             "namespace {namespace:?} is not a project namespace (label runai/queue), so it cannot use credentials"
         ));
     };
-    let named = |ns: &'_ str, scope: &Scope| {
-        credentials_of(index, ns, scope)
+    for (ns, scope) in visible_scopes(settings, index, namespace) {
+        let found = credentials_of(index, &ns, &scope)
             .filter(|(_, info)| info.credential_name == name)
             .min_by_key(|(secret, _)| *secret)
-            .map(|(secret, info)| (secret.to_owned(), info.clone()))
-    };
-    if let Some((secret, info)) = named(namespace, &Scope::Project) {
-        return resolved(index, namespace, &secret, &info);
+            .map(|(secret, info)| (secret.to_owned(), info.clone()));
+        if let Some((secret, info)) = found {
+            return match scope {
+                Scope::Project => resolved(index, namespace, &secret, &info),
+                _ => via_copy(index, settings, namespace, &secret, &info),
+            };
+        }
     }
     let department = index
         .namespace(namespace)
         .and_then(|n| n.department.clone());
-    let wider = department
-        .clone()
-        .map(Scope::Department)
-        .into_iter()
-        .chain([Scope::Cluster]);
-    for scope in wider {
-        if named(&settings.credentials_namespace, &scope).is_some() {
-            return Err(format!(
-                "credential {name:?} is a {scope} credential; credgate does not copy {scope} credentials into project namespaces yet, so pods of project {project:?} cannot use it"
-            ));
-        }
-    }
     Err(format!(
         "no credential named {name:?} is visible to project {project:?}: it is neither a credential of this project{} nor of the cluster",
         department
@@ -114,17 +137,33 @@ pub fn credential(
     ))
 }
 
-/// Docker-registry credentials of the namespace whose registries serve at least one of `hosts`.
-pub fn auto_pull(index: &Index, namespace: &str, hosts: &BTreeSet<String>) -> Vec<Resolved> {
+/// Docker-registry credentials visible to the namespace whose registries serve
+/// at least one of `hosts`; a nearer credential shadows a wider one of the same name.
+pub fn auto_pull(
+    settings: &Settings,
+    index: &Index,
+    namespace: &str,
+    hosts: &BTreeSet<String>,
+) -> Vec<Resolved> {
     if hosts.is_empty() {
         return Vec::new();
     }
-    let mut out: Vec<Resolved> = credentials_of(index, namespace, &Scope::Project)
-        .filter(|(_, info)| info.kind == Some(CredentialType::DockerRegistry))
-        .filter_map(|(secret, info)| resolved(index, namespace, secret, info).ok())
-        .filter(|r| r.registries.iter().any(|h| hosts.contains(h)))
-        .collect();
-    out.sort_by(|a, b| a.secret.cmp(&b.secret));
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for (ns, scope) in visible_scopes(settings, index, namespace) {
+        let mut found: Vec<Resolved> = credentials_of(index, &ns, &scope)
+            .filter(|(_, info)| info.kind == Some(CredentialType::DockerRegistry))
+            .filter(|(_, info)| !seen.contains(&info.credential_name))
+            .filter_map(|(secret, info)| match scope {
+                Scope::Project => resolved(index, namespace, secret, info).ok(),
+                _ => via_copy(index, settings, namespace, secret, info).ok(),
+            })
+            .collect();
+        seen.extend(found.iter().map(|r| r.name.clone()));
+        found.retain(|r| r.registries.iter().any(|h| hosts.contains(h)));
+        found.sort_by(|a, b| a.secret.cmp(&b.secret));
+        out.extend(found);
+    }
     out.dedup_by(|a, b| a.secret == b.secret);
     out
 }
@@ -140,6 +179,8 @@ pub struct Plan {
     pub volumes: Vec<(String, String, String)>,
     /// Secrets for `imagePullSecrets`.
     pub pull_secrets: Vec<String>,
+    /// Sources (in the credentials namespace) whose copies must exist before the pod.
+    pub missing_copies: Vec<String>,
 }
 
 fn require(resolved: &Resolved, kind: CredentialType, annotation: &str) -> Result<(), String> {
@@ -177,8 +218,13 @@ pub fn plan<'i>(
     images: impl IntoIterator<Item = &'i str>,
 ) -> Result<Plan, String> {
     use crate::workload::{ImagePull, annotation as a};
-    let get = |name: &str| credential(settings, index, namespace, name);
     let mut plan = Plan::default();
+    let missing = std::cell::RefCell::new(Vec::new());
+    let get = |name: &str| {
+        let r = credential(settings, index, namespace, name)?;
+        missing.borrow_mut().extend(r.missing_copy.clone());
+        Ok::<_, String>(r)
+    };
     for e in &requests.env {
         let r = get(&e.credential).map_err(|why| format!("annotation {}: {why}", a::ENV))?;
         require_key(&r, &e.key, a::ENV)?;
@@ -238,14 +284,17 @@ pub fn plan<'i>(
                 .into_iter()
                 .filter_map(crate::registry::image_host)
                 .collect();
-            plan.pull_secrets.extend(
-                auto_pull(index, namespace, &hosts)
-                    .into_iter()
-                    .map(|r| r.secret),
-            );
+            for r in auto_pull(settings, index, namespace, &hosts) {
+                missing.borrow_mut().extend(r.missing_copy);
+                plan.pull_secrets.push(r.secret);
+            }
         }
     }
     plan.pull_secrets.dedup();
+    let mut missing = missing.into_inner();
+    missing.sort();
+    missing.dedup();
+    plan.missing_copies = missing;
     Ok(plan)
 }
 
@@ -282,6 +331,7 @@ pub(crate) mod tests {
             NamespaceInfo {
                 project: Some("team-a".into()),
                 department: Some("rnd".into()),
+                ..Default::default()
             },
         );
         index.set_namespace(
@@ -289,6 +339,7 @@ pub(crate) mod tests {
             NamespaceInfo {
                 project: Some("team-b".into()),
                 department: Some("rnd".into()),
+                ..Default::default()
             },
         );
         index.set_namespace("runai", NamespaceInfo::default());
@@ -465,15 +516,61 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn wider_scopes_resolve_to_copies() {
+        let mut index = index();
+        let plan = plan(
+            &Settings::default(),
+            &index,
+            "team-a",
+            &requests(&[("run.ai/credentials-env-from", "rnd-token")]),
+            [],
+        )
+        .unwrap();
+        assert_eq!(plan.env_from, ["credgate.rnd-token"]);
+        assert_eq!(
+            plan.missing_copies,
+            ["rnd-token"],
+            "no copy yet: the admission path creates it first"
+        );
+        index.set_copy("team-a", "credgate.rnd-token", true);
+        let plan = super::plan(
+            &Settings::default(),
+            &index,
+            "team-a",
+            &requests(&[("run.ai/credentials-env-from", "rnd-token")]),
+            [],
+        )
+        .unwrap();
+        assert!(plan.missing_copies.is_empty());
+        // A project credential of the same name shadows it.
+        index.set_secret(
+            "team-a",
+            "mine",
+            info(
+                "rnd-token",
+                CredentialType::Generic,
+                Scope::Project,
+                &["k"],
+                &[],
+            ),
+        );
+        let plan = super::plan(
+            &Settings::default(),
+            &index,
+            "team-a",
+            &requests(&[("run.ai/credentials-env-from", "rnd-token")]),
+            [],
+        )
+        .unwrap();
+        assert_eq!(plan.env_from, ["mine"]);
+    }
+
+    #[test]
     fn refusals_say_why() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (
                 &[("run.ai/credentials-env-from", "other")],
                 "no credential named \"other\" is visible to project \"team-a\"",
-            ),
-            (
-                &[("run.ai/credentials-env-from", "rnd-token")],
-                "is a department rnd credential; credgate does not copy",
             ),
             (
                 &[("run.ai/s3-credential", "ghcr")],

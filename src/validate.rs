@@ -29,6 +29,7 @@ pub const USERS_LISTED: usize = 5;
 
 /// Decides a CREATE, UPDATE or DELETE of a Secret that may be a credential.
 pub fn secret(settings: &Settings, index: &Index, change: &Change<'_, Secret>) -> Verdict {
+    managed_copy(settings, index, change)?;
     match change.operation {
         Operation::Connect => Ok(Allow::default()),
         Operation::Delete => {
@@ -132,6 +133,52 @@ pub fn workload(
     crate::resolve::plan(settings, index, change.namespace, &requests, images)
         .map(|_| Allow::default())
         .map_err(|why| Deny(format!("pod template: {why}")))
+}
+
+/// Only credgate's controller writes managed copies; a person is pointed at the source.
+/// Deleting copies in a namespace that is being deleted is always allowed.
+fn managed_copy(
+    settings: &Settings,
+    index: &Index,
+    change: &Change<'_, Secret>,
+) -> Result<(), Deny> {
+    let copy = [change.object, change.old_object]
+        .into_iter()
+        .flatten()
+        .find(|s| {
+            s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(crate::copies::MANAGED_LABEL))
+                .map(String::as_str)
+                == Some("true")
+        });
+    let Some(copy) = copy else {
+        return Ok(());
+    };
+    if change.user == settings.controller_identity {
+        return Ok(());
+    }
+    if change.operation == Operation::Delete
+        && index
+            .namespace(change.namespace)
+            .is_none_or(|n| n.terminating)
+    {
+        return Ok(());
+    }
+    let source = copy
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::copies::SOURCE_ANNOTATION))
+        .map_or_else(
+            || "its source credential".to_owned(),
+            |s| format!("the source credential Secret {s}"),
+        );
+    Err(Deny(format!(
+        "Secret {:?} is a copy managed by credgate; change or delete {source} instead",
+        copy.metadata.name.as_deref().unwrap_or_default()
+    )))
 }
 
 /// State-dependent rules answer only from a synced cache; otherwise they deny, retryably.
@@ -244,9 +291,15 @@ fn in_use(settings: &Settings, index: &Index, meta: &Meta<'_>) -> Verdict {
     for (name, scope) in &credentials {
         let scope = scope.clone().unwrap_or(Scope::Project);
         let namespaces = index.visible_in(&scope, meta.namespace);
-        // Native references name the Secret itself, in its own namespace.
-        let native = (scope == Scope::Project).then_some(meta.name);
-        let users = index.users(&namespaces, native, Some(name), USERS_LISTED);
+        // Native references name the Secret itself in its own namespace, or its
+        // managed copy in the project namespaces a wider credential reaches.
+        let copy = crate::copies::copy_name(meta.name);
+        let native = if scope == Scope::Project {
+            meta.name
+        } else {
+            copy.as_str()
+        };
+        let users = index.users(&namespaces, Some(native), Some(name), USERS_LISTED);
         total += users.total;
         listed.extend(users.first);
     }
@@ -537,6 +590,7 @@ mod tests {
             NamespaceInfo {
                 project: Some("team-a".into()),
                 department: Some("rnd".into()),
+                ..Default::default()
             },
         );
         index.set_namespace("runai", NamespaceInfo::default());
@@ -951,6 +1005,7 @@ mod tests {
             NamespaceInfo {
                 project: Some("team-a".into()),
                 department: None,
+                ..Default::default()
             },
         );
         let credential = secret(json!({}));
@@ -996,6 +1051,7 @@ mod tests {
             NamespaceInfo {
                 project: Some("team-b".into()),
                 department: None,
+                ..Default::default()
             },
         );
         let named = |n: &str| Reference::Credential(n.into(), Usage::Environment);

@@ -174,6 +174,7 @@ fn namespace_event(
     let info = |ns: &PartialObjectMeta<Namespace>| NamespaceInfo {
         project: ns.labels().get(label::PROJECT).cloned(),
         department: ns.labels().get(label::DEPARTMENT).cloned(),
+        terminating: ns.metadata.deletion_timestamp.is_some(),
     };
     match event {
         Event::Apply(ns) => index.set_namespace(&ns.name_any(), info(&ns)),
@@ -239,11 +240,30 @@ fn secret_info(
     Some(((namespace.clone(), name.clone()), info))
 }
 
+fn is_copy(secret: &PartialObjectMeta<Secret>) -> bool {
+    secret
+        .labels()
+        .get(crate::copies::MANAGED_LABEL)
+        .map(String::as_str)
+        == Some("true")
+}
+
 fn secret_event(
     index: &mut Index,
     event: Event<PartialObjectMeta<Secret>>,
     credentials_namespace: &str,
 ) -> Step<((String, String), SecretInfo)> {
+    match &event {
+        Event::Apply(s) | Event::InitApply(s) if is_copy(s) => {
+            index.set_copy(&s.namespace().unwrap_or_default(), &s.name_any(), true);
+            return Step::Applied;
+        }
+        Event::Delete(s) if is_copy(s) => {
+            index.set_copy(&s.namespace().unwrap_or_default(), &s.name_any(), false);
+            return Step::Applied;
+        }
+        _ => {}
+    }
     match event {
         Event::Apply(s) => match secret_info(&s, credentials_namespace) {
             Some(((ns, name), info)) => index.set_secret(&ns, &name, info),

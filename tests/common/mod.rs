@@ -37,6 +37,7 @@ pub fn test_index() -> Index {
             NamespaceInfo {
                 project: Some(ns.into()),
                 department: Some("rnd".into()),
+                ..Default::default()
             },
         );
     }

@@ -1,0 +1,260 @@
+//! Managed copies of cluster and department credentials in project namespaces.
+//!
+//! A Pod may reference only Secrets of its own namespace, so a wider-scoped
+//! credential reaches a project as a copy. Copies are labelled as managed,
+//! name their source (namespace, name, uid) and carry a hash of the source
+//! data. Their names never overwrite a user's Secret: a name taken by an
+//! unmanaged Secret is reported, not replaced.
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+use crate::credential::{annotation, label};
+
+/// Label on every managed copy.
+pub const MANAGED_LABEL: &str = "credgate.run.ai/managed-copy";
+/// Label with the source credential's uid, to find all its copies.
+pub const SOURCE_UID_LABEL: &str = "credgate.run.ai/source-uid";
+/// Annotation `namespace/name` of the source credential.
+pub const SOURCE_ANNOTATION: &str = "credgate.run.ai/source";
+/// Annotation with the hash of the source data.
+pub const HASH_ANNOTATION: &str = "credgate.run.ai/source-hash";
+
+/// The name of the copy of credential Secret `source` (in the credentials namespace).
+pub fn copy_name(source: &str) -> String {
+    let name = format!("credgate.{source}");
+    if name.len() <= 253 {
+        return name;
+    }
+    let digest = Sha256::digest(source.as_bytes());
+    format!("credgate.{}", hex(&digest[..8]))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `sha256:<hex>` of the data (keys sorted; each key and value length-prefixed).
+pub fn data_hash(data: &BTreeMap<String, ByteString>, secret_type: Option<&str>) -> String {
+    let mut h = Sha256::new();
+    h.update(secret_type.unwrap_or("Opaque").as_bytes());
+    for (k, v) in data {
+        h.update((k.len() as u64).to_be_bytes());
+        h.update(k.as_bytes());
+        h.update((v.0.len() as u64).to_be_bytes());
+        h.update(&v.0);
+    }
+    format!("sha256:{}", hex(&h.finalize()))
+}
+
+/// What a copy is made from: the credential and the Secret holding its data.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    /// `run.ai/resource` of the credential.
+    pub kind: String,
+    /// `run.ai/name` of the credential.
+    pub credential_name: String,
+    pub secret_type: Option<String>,
+    pub data: BTreeMap<String, ByteString>,
+    /// Annotations to carry over (registries, keys, description).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Why a copy could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error(
+        "namespace {namespace}: a Secret named {name:?} exists and is not credgate's copy of this credential; rename or remove it"
+    )]
+    Taken { namespace: String, name: String },
+    #[error("namespace {namespace}: {source}")]
+    Api {
+        namespace: String,
+        source: kube::Error,
+    },
+}
+
+impl Source {
+    /// Reads the credential (and its existing Secret, if it has one) through the API.
+    pub async fn read(
+        client: &Client,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Source>, kube::Error> {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let Some(credential) = secrets.get_opt(name).await? else {
+            return Ok(None);
+        };
+        let holder = match credential.annotations().get(annotation::EXISTING_SECRET) {
+            Some(existing) => match secrets.get_opt(existing).await? {
+                Some(backing) => backing,
+                None => return Ok(None),
+            },
+            None => credential.clone(),
+        };
+        let mut annotations = BTreeMap::new();
+        for key in [
+            annotation::REGISTRIES,
+            annotation::KEYS,
+            annotation::DESCRIPTION,
+        ] {
+            if let Some(v) = holder
+                .annotations()
+                .get(key)
+                .or_else(|| credential.annotations().get(key))
+            {
+                annotations.insert(key.to_owned(), v.clone());
+            }
+        }
+        Ok(Some(Source {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            uid: credential.uid().unwrap_or_default(),
+            kind: credential
+                .labels()
+                .get(label::RESOURCE)
+                .cloned()
+                .unwrap_or_default(),
+            credential_name: credential
+                .annotations()
+                .get(annotation::NAME)
+                .cloned()
+                .unwrap_or_else(|| name.to_owned()),
+            secret_type: holder.type_.clone(),
+            data: holder.data.clone().unwrap_or_default(),
+            annotations,
+        }))
+    }
+
+    pub fn hash(&self) -> String {
+        data_hash(&self.data, self.secret_type.as_deref())
+    }
+
+    /// The copy for `namespace`.
+    pub fn copy(&self, namespace: &str) -> Secret {
+        let mut annotations = self.annotations.clone();
+        annotations.insert(
+            SOURCE_ANNOTATION.into(),
+            format!("{}/{}", self.namespace, self.name),
+        );
+        annotations.insert(HASH_ANNOTATION.into(), self.hash());
+        annotations.insert(annotation::NAME.into(), self.credential_name.clone());
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(copy_name(&self.name)),
+                namespace: Some(namespace.to_owned()),
+                labels: Some(BTreeMap::from([
+                    (MANAGED_LABEL.to_owned(), "true".to_owned()),
+                    (SOURCE_UID_LABEL.to_owned(), self.uid.clone()),
+                    ("credgate.run.ai/type".to_owned(), self.kind.clone()),
+                ])),
+                annotations: Some(annotations),
+                ..ObjectMeta::default()
+            },
+            type_: self.secret_type.clone(),
+            data: Some(self.data.clone()),
+            ..Secret::default()
+        }
+    }
+
+    /// Creates or updates the copy in `namespace`; never touches a Secret that is not its copy.
+    /// Returns true when something was written.
+    pub async fn ensure(&self, client: &Client, namespace: &str) -> Result<bool, CopyError> {
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let err = |source| CopyError::Api {
+            namespace: namespace.to_owned(),
+            source,
+        };
+        let wanted = self.copy(namespace);
+        let name = copy_name(&self.name);
+        match api.get_opt(&name).await.map_err(err)? {
+            None => match api.create(&PostParams::default(), &wanted).await {
+                Ok(_) => Ok(true),
+                // Created meanwhile (the controller and a pod admission at once): check it.
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    Box::pin(self.ensure(client, namespace)).await
+                }
+                Err(e) => Err(err(e)),
+            },
+            Some(current) => {
+                if current.labels().get(SOURCE_UID_LABEL) != Some(&self.uid) {
+                    return Err(CopyError::Taken {
+                        namespace: namespace.to_owned(),
+                        name,
+                    });
+                }
+                let same = current.annotations().get(HASH_ANNOTATION) == Some(&self.hash())
+                    && current.data.as_ref() == wanted.data.as_ref()
+                    && current.annotations() == wanted.annotations();
+                if same {
+                    return Ok(false);
+                }
+                let mut updated = wanted;
+                updated.metadata.resource_version = current.resource_version();
+                api.replace(&name, &PostParams::default(), &updated)
+                    .await
+                    .map_err(err)?;
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// Namespaces holding a copy of the credential with `uid`.
+pub async fn copies_of(client: &Client, uid: &str) -> Result<Vec<(String, String)>, kube::Error> {
+    let api: Api<Secret> = Api::all(client.clone());
+    let list = api
+        .list_metadata(&ListParams::default().labels(&format!("{SOURCE_UID_LABEL}={uid}")))
+        .await?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
+        .collect())
+}
+
+/// Deletes one copy (only if it still is a copy of `uid`).
+pub async fn delete_copy(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+) -> Result<(), kube::Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let Some(current) = api.get_metadata_opt(name).await? else {
+        return Ok(());
+    };
+    if current.labels().get(SOURCE_UID_LABEL).map(String::as_str) != Some(uid) {
+        return Ok(());
+    }
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_hashes() {
+        assert_eq!(copy_name("registry"), "credgate.registry");
+        let long = "a".repeat(250);
+        assert!(copy_name(&long).len() <= 253);
+        let a = BTreeMap::from([("k".to_owned(), ByteString(b"v".to_vec()))]);
+        let b = BTreeMap::from([("k".to_owned(), ByteString(b"w".to_vec()))]);
+        assert_ne!(data_hash(&a, None), data_hash(&b, None));
+        assert_eq!(data_hash(&a, None), data_hash(&a.clone(), Some("Opaque")));
+        assert!(data_hash(&a, None).starts_with("sha256:"));
+    }
+}
