@@ -288,14 +288,15 @@ impl Admission {
                 else {
                     return Err(format!("credential Secret {source:?} is gone"));
                 };
-                src.ensure(client, namespace)
+                src.create_first(client, namespace)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                Ok(src.hash())
             };
             match tokio::time::timeout(std::time::Duration::from_secs(3), work).await {
-                Ok(Ok(_)) => {
+                Ok(Ok(hash)) => {
                     let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-                    index.set_copy(namespace, &crate::copies::copy_name(source), true);
+                    index.set_copy(namespace, &crate::copies::copy_name(source), Some(&hash));
                 }
                 Ok(Err(why)) => {
                     return Err(retry(format!(

@@ -158,7 +158,7 @@ async fn reconcile(secret: Arc<PartialObjectMeta<Secret>>, ctx: Arc<Ctx>) -> Res
     if !meta.is_credential() {
         return Ok(Action::await_change());
     }
-    let (scope, targets, backs) = {
+    let (scope, targets, backs, existing) = {
         let index = ctx.index.read().unwrap_or_else(|e| e.into_inner());
         if index.not_synced().is_some() {
             return Err(Error::NotSynced);
@@ -178,7 +178,9 @@ async fn reconcile(secret: Arc<PartialObjectMeta<Secret>>, ctx: Arc<Ctx>) -> Res
                 .collect(),
             _ => BTreeSet::new(),
         };
-        (scope, targets, backs)
+        // Copies that exist now, by namespace, with the hash they carry.
+        let existing = index.copies_named(&copies::copy_name(&name));
+        (scope, targets, backs, existing)
     };
     // An existing Secret behind credentials: its credentials carry the copies.
     if !backs.is_empty() {
@@ -236,10 +238,23 @@ async fn reconcile(secret: Arc<PartialObjectMeta<Secret>>, ctx: Arc<Ctx>) -> Res
         .await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
     };
-    let results: Vec<_> = futures::stream::iter(targets.iter().cloned())
+    // Only copies that are missing or stale are written; the index says which.
+    let hash = source.hash();
+    let stale: Vec<String> = targets
+        .iter()
+        .filter(|ns| existing.get(ns.as_str()) != Some(&hash))
+        .cloned()
+        .collect();
+    let results: Vec<_> = futures::stream::iter(stale)
         .map(|ns| {
-            let (source, client) = (&source, &ctx.client);
-            async move { source.ensure(client, &ns).await }
+            let (source, client, present) = (&source, &ctx.client, existing.contains_key(&ns));
+            async move {
+                if present {
+                    source.ensure(client, &ns).await
+                } else {
+                    source.create_first(client, &ns).await
+                }
+            }
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
@@ -250,10 +265,13 @@ async fn reconcile(secret: Arc<PartialObjectMeta<Secret>>, ctx: Arc<Ctx>) -> Res
         .filter_map(Result::err)
         .map(|e| e.to_string())
         .collect();
-    for (ns, copy) in copies::copies_of(&ctx.client, &uid).await? {
-        if !targets.contains(&ns)
-            && let Err(e) = copies::delete_copy(&ctx.client, &ns, &copy, &uid).await
-        {
+    let copy = copies::copy_name(&name);
+    let orphans: Vec<&String> = existing
+        .keys()
+        .filter(|ns| !targets.contains(ns.as_str()))
+        .collect();
+    for ns in orphans {
+        if let Err(e) = copies::delete_copy(&ctx.client, ns, &copy, &uid).await {
             problems.push(format!("namespace {ns}: could not remove the copy: {e}"));
         }
     }

@@ -165,6 +165,23 @@ impl Source {
         }
     }
 
+    /// Creates the copy, for a namespace believed to have none; if one exists
+    /// after all, checks and updates it like [`Source::ensure`].
+    pub async fn create_first(&self, client: &Client, namespace: &str) -> Result<bool, CopyError> {
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        match api
+            .create(&PostParams::default(), &self.copy(namespace))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 => self.ensure(client, namespace).await,
+            Err(source) => Err(CopyError::Api {
+                namespace: namespace.to_owned(),
+                source,
+            }),
+        }
+    }
+
     /// Creates or updates the copy in `namespace`; never touches a Secret that is not its copy.
     /// Returns true when something was written.
     pub async fn ensure(&self, client: &Client, namespace: &str) -> Result<bool, CopyError> {

@@ -133,8 +133,8 @@ pub struct Users {
 pub struct Index {
     strings: Interner,
     namespaces: HashMap<String, NamespaceInfo>,
-    /// Managed copies, as (namespace, name).
-    copies: std::collections::HashSet<(String, String)>,
+    /// Managed copies: copy name → namespace → hash of the data it holds.
+    copies: HashMap<String, HashMap<String, String>>,
     /// Labelled Secrets by namespace, then name.
     secrets: HashMap<String, HashMap<String, SecretInfo>>,
     workloads: HashMap<Sym, NamespaceWorkloads>,
@@ -269,18 +269,38 @@ impl Index {
 
     // ---- managed copies ----
 
-    pub fn set_copy(&mut self, namespace: &str, name: &str, present: bool) {
-        let key = (namespace.to_owned(), name.to_owned());
-        if present {
-            self.copies.insert(key);
-        } else {
-            self.copies.remove(&key);
+    /// Records a managed copy (with the source hash it carries), or forgets it with `None`.
+    pub fn set_copy(&mut self, namespace: &str, name: &str, hash: Option<&str>) {
+        match hash {
+            Some(h) => {
+                self.copies
+                    .entry(name.to_owned())
+                    .or_default()
+                    .insert(namespace.to_owned(), h.to_owned());
+            }
+            None => {
+                if let Some(by_ns) = self.copies.get_mut(name) {
+                    by_ns.remove(namespace);
+                    if by_ns.is_empty() {
+                        self.copies.remove(name);
+                    }
+                }
+            }
         }
     }
 
     pub fn has_copy(&self, namespace: &str, name: &str) -> bool {
-        self.copies
-            .contains(&(namespace.to_owned(), name.to_owned()))
+        self.copy_hash(namespace, name).is_some()
+    }
+
+    /// The source hash the copy `name` in `namespace` carries.
+    pub fn copy_hash(&self, namespace: &str, name: &str) -> Option<&str> {
+        self.copies.get(name)?.get(namespace).map(String::as_str)
+    }
+
+    /// Where copies named `name` exist, with their hashes.
+    pub fn copies_named(&self, name: &str) -> HashMap<String, String> {
+        self.copies.get(name).cloned().unwrap_or_default()
     }
 
     // ---- workloads ----

@@ -532,7 +532,7 @@ pub(crate) mod tests {
             ["rnd-token"],
             "no copy yet: the admission path creates it first"
         );
-        index.set_copy("team-a", "credgate.rnd-token", true);
+        index.set_copy("team-a", "credgate.rnd-token", Some("sha256:x"));
         let plan = super::plan(
             &Settings::default(),
             &index,

@@ -255,11 +255,19 @@ fn secret_event(
 ) -> Step<((String, String), SecretInfo)> {
     match &event {
         Event::Apply(s) | Event::InitApply(s) if is_copy(s) => {
-            index.set_copy(&s.namespace().unwrap_or_default(), &s.name_any(), true);
+            let hash = s
+                .annotations()
+                .get(crate::copies::HASH_ANNOTATION)
+                .map_or("", String::as_str);
+            index.set_copy(
+                &s.namespace().unwrap_or_default(),
+                &s.name_any(),
+                Some(hash),
+            );
             return Step::Applied;
         }
         Event::Delete(s) if is_copy(s) => {
-            index.set_copy(&s.namespace().unwrap_or_default(), &s.name_any(), false);
+            index.set_copy(&s.namespace().unwrap_or_default(), &s.name_any(), None);
             return Step::Applied;
         }
         _ => {}
