@@ -185,11 +185,13 @@ impl ServeArgs {
         let admission = Admission::new(settings, index.clone(), Some(client.clone()));
         let server =
             Server::bind(self.server.options(), admission, metrics, health.clone()).await?;
+        let (namespaces_changed, on_namespaces) = tokio::sync::watch::channel(0u64);
         let watches = tokio::spawn(watch::run(
             client.clone(),
             index.clone(),
             health,
             self.policy.credentials_namespace.clone(),
+            namespaces_changed,
         ));
         let controller = self.controller.controller.then(|| {
             tokio::spawn(crate::controller::run(
@@ -197,6 +199,7 @@ impl ServeArgs {
                 index,
                 self.policy.credentials_namespace,
                 self.controller.leader_election_namespace,
+                on_namespaces,
             ))
         });
         server.run(shutdown_signal()).await;

@@ -8,7 +8,7 @@
 //! coordination.k8s.io Lease); the webhook runs on every replica.
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -54,6 +54,7 @@ pub async fn run(
     index: SharedIndex,
     credentials_namespace: String,
     lease_namespace: String,
+    namespaces_changed: tokio::sync::watch::Receiver<u64>,
 ) {
     loop {
         let manager =
@@ -79,8 +80,12 @@ pub async fn run(
         }
         if *leader.borrow() {
             info!("leading: propagating credentials");
-            let controller =
-                controller(client.clone(), index.clone(), credentials_namespace.clone());
+            let controller = controller(
+                client.clone(),
+                index.clone(),
+                credentials_namespace.clone(),
+                namespaces_changed.clone(),
+            );
             tokio::select! {
                 () = controller => {}
                 _ = async { while leader.changed().await.is_ok() && *leader.borrow() {} } => {
@@ -93,30 +98,28 @@ pub async fn run(
     }
 }
 
-async fn controller(client: Client, index: SharedIndex, credentials_namespace: String) {
+async fn controller(
+    client: Client,
+    index: SharedIndex,
+    credentials_namespace: String,
+    namespaces_changed: tokio::sync::watch::Receiver<u64>,
+) {
     let sources: Api<PartialObjectMeta<Secret>> =
         Api::namespaced(client.clone(), &credentials_namespace);
     let controller = Controller::new(sources, watcher::Config::default());
-    let store = controller.store();
-    let all_sources = move || {
-        store
-            .state()
-            .iter()
-            .map(|s| ObjectRef::from_obj(s.as_ref()))
-            .collect::<Vec<_>>()
-    };
-    let on_namespace = all_sources.clone();
+    // Namespace changes come from the index's own watch, after the index has
+    // them: a separate watch here could reconcile before the index knows.
+    let namespace_ticks = futures::stream::unfold(namespaces_changed, |mut rx| async move {
+        rx.changed().await.ok()?;
+        Some(((), rx))
+    });
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         index,
         credentials_namespace: credentials_namespace.clone(),
     });
     controller
-        .watches(
-            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-            watcher::Config::default(),
-            move |_| on_namespace(),
-        )
+        .reconcile_all_on(namespace_ticks)
         .watches(
             Api::<PartialObjectMeta<Secret>>::all(client),
             watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true")),

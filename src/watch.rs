@@ -53,11 +53,14 @@ pub fn new_index(health: &Health) -> SharedIndex {
 }
 
 /// Runs every watch until the process ends.
+/// `namespaces_changed` ticks after each namespace event has reached the index
+/// (the controller reconciles every source on it).
 pub async fn run(
     client: Client,
     index: SharedIndex,
     health: Arc<Health>,
     credentials_namespace: String,
+    namespaces_changed: tokio::sync::watch::Sender<u64>,
 ) {
     let ctx = Ctx { index, health };
     let ns = {
@@ -72,7 +75,11 @@ pub async fn run(
             "namespaces",
             stream,
             Buffer::<(String, NamespaceInfo)>::default(),
-            namespace_event,
+            move |index, event| {
+                let step = namespace_event(index, event);
+                namespaces_changed.send_modify(|n| *n = n.wrapping_add(1));
+                step
+            },
         )
     };
     let secrets = {
