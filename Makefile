@@ -2,7 +2,7 @@
 SHELL := bash
 CARGO ?= cargo
 
-.PHONY: all build run test lint unit e2e k8s-bins down clean
+.PHONY: all build run test bench lint e2e k8s-bins down clean
 
 all: build
 
@@ -13,9 +13,17 @@ build:
 run:
 	scripts/run-demo
 
-## Everything CI runs: lint, unit, component and end-to-end tests.
+## Everything CI runs: lint, unit, component and end-to-end tests (benchmarks run once as smoke tests).
 test: lint k8s-bins
-	$(CARGO) test --all-targets --no-fail-fast
+	$(CARGO) build --examples --quiet
+	set -o pipefail; $(CARGO) test --lib --bins --tests --benches --no-fail-fast 2>&1 | tee target/test-output.log
+	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "make test: %d passed, %d failed\n", p, f}' target/test-output.log
+
+## Criterion micro-benchmarks of the pure decision paths, and the index footprint.
+bench:
+	$(CARGO) bench --bench decisions
+	$(CARGO) run --release --quiet --example index_footprint
+	$(CARGO) run --release --quiet --example decision_latency
 
 lint:
 	$(CARGO) fmt --all -- --check
