@@ -21,7 +21,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::copies::{self, MANAGED_LABEL, SOURCE_ANNOTATION, Source};
-use crate::credential::{Meta, Scope, annotation};
+use crate::credential::{Scope, annotation};
 use crate::watch::SharedIndex;
 
 /// Finalizer that keeps a source until its copies are gone.
@@ -152,12 +152,7 @@ fn error_policy(_: Arc<PartialObjectMeta<Secret>>, error: &Error, _: Arc<Ctx>) -
 async fn reconcile(secret: Arc<PartialObjectMeta<Secret>>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let namespace = secret.namespace().unwrap_or_default();
     let name = secret.name_any();
-    let meta = Meta {
-        namespace: &namespace,
-        name: &name,
-        labels: Some(secret.labels()),
-        annotations: Some(secret.annotations()),
-    };
+    let meta = crate::policy::object_meta(&secret.metadata, &namespace);
     if !meta.is_credential() {
         return Ok(Action::await_change());
     }

@@ -195,20 +195,8 @@ pub fn pod(
     pod: &serde_json::Value,
 ) -> Result<PodMutation, crate::policy::Deny> {
     use crate::policy::Deny;
-    let annotations: Option<std::collections::BTreeMap<String, String>> = pod
-        .pointer("/metadata/annotations")
-        .and_then(|a| serde_json::from_value(a.clone()).ok());
-    let requests = crate::workload::parse(annotations.as_ref()).map_err(|e| Deny(e.to_string()))?;
-    let images: Vec<&str> = ["containers", "initContainers"]
-        .iter()
-        .flat_map(|list| {
-            pod.pointer(&format!("/spec/{list}"))
-                .and_then(|v| v.as_array())
-                .into_iter()
-                .flatten()
-        })
-        .filter_map(|c| c.get("image")?.as_str())
-        .collect();
+    let (requests, images) =
+        crate::workload::pod_json_parts(pod).map_err(|e| Deny(e.to_string()))?;
     let plan = crate::resolve::plan(settings, index, namespace, &requests, images).map_err(Deny)?;
     let mut injected = pod.clone();
     let warnings = inject(&mut injected, &plan);

@@ -5,6 +5,7 @@
 //! message for the person reading kubectl's output).
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeSet;
 
 use crate::credential::Meta;
@@ -63,7 +64,11 @@ pub type Verdict = Result<Allow, Deny>;
 
 /// Borrowed metadata of a Secret for the credential model.
 pub fn secret_meta<'a>(secret: &'a Secret, namespace: &'a str) -> Meta<'a> {
-    let md = &secret.metadata;
+    object_meta(&secret.metadata, namespace)
+}
+
+/// Borrowed labels and annotations of any object's metadata (`namespace` when it has none).
+pub fn object_meta<'a>(md: &'a ObjectMeta, namespace: &'a str) -> Meta<'a> {
     Meta {
         namespace: md.namespace.as_deref().unwrap_or(namespace),
         name: md.name.as_deref().unwrap_or_default(),

@@ -111,25 +111,12 @@ pub fn workload(
     let Some(template) = object.pointer(template_pointer(kind)) else {
         return Ok(Allow::default());
     };
-    let annotations: Option<std::collections::BTreeMap<String, String>> = template
-        .pointer("/metadata/annotations")
-        .and_then(|a| serde_json::from_value(a.clone()).ok());
-    let requests = crate::workload::parse(annotations.as_ref())
+    let (requests, images) = crate::workload::pod_json_parts(template)
         .map_err(|e| Deny(format!("pod template: {e}")))?;
     if requests == crate::workload::Requests::default() {
         return Ok(Allow::default());
     }
     synced(index)?;
-    let images = ["containers", "initContainers"]
-        .iter()
-        .flat_map(|list| {
-            template
-                .pointer(&format!("/spec/{list}"))
-                .and_then(|v| v.as_array())
-                .into_iter()
-                .flatten()
-        })
-        .filter_map(|c| c.get("image")?.as_str());
     crate::resolve::plan(settings, index, change.namespace, &requests, images)
         .map(|_| Allow::default())
         .map_err(|why| Deny(format!("pod template: {why}")))
@@ -995,6 +982,79 @@ mod tests {
             json!({"metadata": {"namespace": "runai", "name": "x", "labels": {"run.ai/department": "rnd"}, "annotations": {"run.ai/name": "db"}}}),
         );
         assert!(decide_with(&index, Operation::Create, Some(&other_scope), None).is_ok());
+    }
+
+    #[test]
+    fn only_credgate_writes_managed_copies() {
+        let mut index = index();
+        index.set_namespace(
+            "leaving",
+            NamespaceInfo {
+                project: Some("leaving".into()),
+                terminating: true,
+                ..Default::default()
+            },
+        );
+        let copy = |ns: &str| {
+            secret(
+                json!({"metadata": {"namespace": ns, "name": "credgate.reg", "labels": {"run.ai/resource": null, "credgate.run.ai/managed-copy": "true"},
+                                       "annotations": {"credgate.run.ai/source": "runai/reg"}}}),
+            )
+        };
+        let settings = Settings::default();
+        fn change<'a>(
+            op: Operation,
+            user: &'a str,
+            object: Option<&'a Secret>,
+            old: Option<&'a Secret>,
+            ns: &'a str,
+        ) -> Change<'a, Secret> {
+            Change {
+                operation: op,
+                user,
+                namespace: ns,
+                object,
+                old_object: old,
+            }
+        }
+        let c = copy("team-a");
+        for (op, object, old) in [
+            (Operation::Create, Some(&c), None),
+            (Operation::Update, Some(&c), Some(&c)),
+            (Operation::Delete, None, Some(&c)),
+        ] {
+            let denied = super::secret(&settings, &index, &change(op, USER, object, old, "team-a"));
+            assert_verdict(
+                "a person",
+                denied,
+                Err(
+                    "Secret \"credgate.reg\" is a copy managed by credgate; change or delete the source credential Secret runai/reg instead",
+                ),
+            );
+            assert!(
+                super::secret(
+                    &settings,
+                    &index,
+                    &change(op, &settings.controller_identity, object, old, "team-a")
+                )
+                .is_ok()
+            );
+        }
+        let leaving = copy("leaving");
+        assert!(
+            super::secret(
+                &settings,
+                &index,
+                &change(
+                    Operation::Delete,
+                    "system:serviceaccount:kube-system:namespace-controller",
+                    None,
+                    Some(&leaving),
+                    "leaving"
+                )
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, RwLock};
 use tracing::{info, warn};
 
-use crate::credential::{Meta, label};
+use crate::credential::label;
 use crate::index::{Index, NamespaceInfo, SecretInfo};
 use crate::server::health::Health;
 use crate::workload::{self, Reference, WorkloadKind};
@@ -230,12 +230,7 @@ fn secret_info(
 ) -> Option<((String, String), SecretInfo)> {
     let namespace = secret.namespace().unwrap_or_default();
     let name = secret.name_any();
-    let meta = Meta {
-        namespace: &namespace,
-        name: &name,
-        labels: Some(secret.labels()),
-        annotations: Some(secret.annotations()),
-    };
+    let meta = crate::policy::object_meta(&secret.metadata, &namespace);
     if !meta.is_credential() {
         return None;
     }

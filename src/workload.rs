@@ -270,6 +270,25 @@ impl Requests {
     }
 }
 
+/// The credential requests and the container images of a Pod or pod template given as JSON.
+pub fn pod_json_parts(pod: &serde_json::Value) -> Result<(Requests, Vec<&str>), AnnotationError> {
+    let annotations: Option<BTreeMap<String, String>> = pod
+        .pointer("/metadata/annotations")
+        .and_then(|a| serde_json::from_value(a.clone()).ok());
+    let requests = parse(annotations.as_ref())?;
+    let images = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|list| {
+            pod.pointer(&format!("/spec/{list}"))
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(|c| c.get("image")?.as_str())
+        .collect();
+    Ok((requests, images))
+}
+
 /// Secrets a pod spec names natively: pull secrets, env, envFrom, volumes and projected sources.
 pub fn secret_references(spec: &PodSpec) -> impl Iterator<Item = Reference> + '_ {
     let pulls = spec
