@@ -243,6 +243,7 @@ impl Cluster {
                 "--log-format",
                 "json",
                 "serve",
+                "--controller=false",
                 "--addr",
                 "127.0.0.1:0",
                 "--admin-addr",
