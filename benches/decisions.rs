@@ -1,8 +1,7 @@
 //! Micro-benchmarks of the pure decision paths (criterion).
 
-use credgate::credential::CredentialType;
 use credgate::credential::Scope;
-use credgate::index::{Index, NamespaceInfo, SecretInfo};
+use credgate::index::{Index, NamespaceInfo};
 use credgate::mutate;
 use credgate::policy::{Change, Operation, Settings};
 use credgate::validate;
@@ -10,6 +9,8 @@ use credgate::workload::{Reference, Usage, WorkloadKind};
 use criterion::{Criterion, criterion_group, criterion_main};
 use k8s_openapi::api::core::v1::Secret;
 use std::hint::black_box;
+
+mod support;
 
 /// 1,000 project namespaces with 100 workloads each (100k), every workload
 /// referencing a Secret of its own namespace and one credential by name.
@@ -72,57 +73,8 @@ fn benches(c: &mut Criterion) {
 
     // A 3-container pod with 5 credential references, in a project with a few credentials.
     let mut index = index;
-    for (name, kind, keys, registries) in [
-        (
-            "db",
-            CredentialType::Generic,
-            &["url", "token"][..],
-            &[][..],
-        ),
-        (
-            "s3",
-            CredentialType::AccessKey,
-            &["AccessKeyId", "SecretKey"][..],
-            &[][..],
-        ),
-        (
-            "git",
-            CredentialType::Password,
-            &["User", "Password"][..],
-            &[][..],
-        ),
-        (
-            "ghcr",
-            CredentialType::DockerRegistry,
-            &[".dockerconfigjson"][..],
-            &["ghcr.io"][..],
-        ),
-    ] {
-        index.set_secret(
-            "project-1",
-            name,
-            SecretInfo {
-                uid: "u".into(),
-                kind: Some(kind),
-                scope: Some(Scope::Project),
-                credential_name: name.into(),
-                existing_secret: None,
-                registries: registries.iter().map(|s| s.to_string()).collect(),
-                keys: Some(keys.iter().map(|s| s.to_string()).collect()),
-            },
-        );
-    }
-    let pod = serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "train", "namespace": "project-1", "annotations": {
-            "run.ai/credentials-env": "DB_URL=db:url, DB_TOKEN=db:token",
-            "run.ai/credentials-volume": "db:/etc/db",
-            "run.ai/s3-credential": "s3", "run.ai/git-credential": "git"}},
-        "spec": {"containers": [
-            {"name": "main", "image": "ghcr.io/org/train:1", "env": [{"name": "EPOCHS", "value": "3"}]},
-            {"name": "sidecar", "image": "nginx:1.27"},
-            {"name": "metrics", "image": "quay.io/org/exporter:2"}]},
-    });
+    support::add_pod_credentials(&mut index, "project-1");
+    let pod = support::training_pod("project-1");
     c.bench_function(
         "resolve + patch a 3-container pod with 5 credential references",
         |b| b.iter(|| black_box(mutate::pod(&settings, &index, "project-1", &pod)).unwrap()),

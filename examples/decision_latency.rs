@@ -3,11 +3,13 @@
 //!
 //! `cargo run --release --example decision_latency`
 
-use credgate::credential::{CredentialType, Scope};
-use credgate::index::{Index, NamespaceInfo, SecretInfo};
+use credgate::index::{Index, NamespaceInfo};
 use credgate::mutate;
 use credgate::policy::Settings;
 use std::time::Instant;
+
+#[path = "../benches/support/mod.rs"]
+mod support;
 
 fn main() {
     let mut index = Index::default();
@@ -19,54 +21,8 @@ fn main() {
             ..Default::default()
         },
     );
-    for (name, kind, keys, registries) in [
-        (
-            "db",
-            CredentialType::Generic,
-            &["url", "token"][..],
-            &[][..],
-        ),
-        (
-            "s3",
-            CredentialType::AccessKey,
-            &["AccessKeyId", "SecretKey"][..],
-            &[][..],
-        ),
-        (
-            "git",
-            CredentialType::Password,
-            &["User", "Password"][..],
-            &[][..],
-        ),
-        (
-            "ghcr",
-            CredentialType::DockerRegistry,
-            &[".dockerconfigjson"][..],
-            &["ghcr.io"][..],
-        ),
-    ] {
-        let info = SecretInfo {
-            uid: "u".into(),
-            kind: Some(kind),
-            scope: Some(Scope::Project),
-            credential_name: name.into(),
-            existing_secret: None,
-            registries: registries.iter().map(|s| s.to_string()).collect(),
-            keys: Some(keys.iter().map(|s| s.to_string()).collect()),
-        };
-        index.set_secret("team-a", name, info);
-    }
-    let pod = serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "train", "namespace": "team-a", "annotations": {
-            "run.ai/credentials-env": "DB_URL=db:url, DB_TOKEN=db:token",
-            "run.ai/credentials-volume": "db:/etc/db",
-            "run.ai/s3-credential": "s3", "run.ai/git-credential": "git"}},
-        "spec": {"containers": [
-            {"name": "main", "image": "ghcr.io/org/train:1"},
-            {"name": "sidecar", "image": "nginx:1.27"},
-            {"name": "metrics", "image": "quay.io/org/exporter:2"}]},
-    });
+    support::add_pod_credentials(&mut index, "team-a");
+    let pod = support::training_pod("team-a");
     let settings = Settings::default();
     let mut samples = Vec::with_capacity(100_000);
     for _ in 0..100_000 {

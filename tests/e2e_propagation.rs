@@ -34,7 +34,7 @@ fn main() {
 }
 
 fn json(c: &Cluster, args: &[&str]) -> Value {
-    serde_json::from_str(&c.kubectl_ok(&[args, &["-o", "json"]].concat(), None)).unwrap()
+    c.kubectl_json(args)
 }
 
 fn exists(c: &Cluster, ns: &str, name: &str) -> bool {

@@ -79,7 +79,7 @@ fn project(c: &Cluster, prefix: &str) -> String {
 }
 
 fn json(c: &Cluster, args: &[&str]) -> Value {
-    serde_json::from_str(&c.kubectl_ok(&[args, &["-o", "json"]].concat(), None)).unwrap()
+    c.kubectl_json(args)
 }
 
 /// The first pod of `selector`, once the controller-manager has created it.

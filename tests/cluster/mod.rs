@@ -88,6 +88,11 @@ impl Cluster {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// kubectl `args` with `-o json`, parsed.
+    pub fn kubectl_json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.kubectl_ok(&[args, &["-o", "json"]].concat(), None)).unwrap()
+    }
+
     /// A fresh namespace, with `labels`, where [`USER`] may edit.
     pub fn namespace(&self, prefix: &str, labels: &[(&str, &str)]) -> String {
         let n = self.namespaces.fetch_add(1, Ordering::SeqCst);

@@ -1,0 +1,51 @@
+//! Fixtures shared by the benchmarks and the measuring examples.
+
+use credgate::credential::{CredentialType, Scope};
+use credgate::index::{Index, SecretInfo};
+
+/// Adds the credentials the training pod names (db, s3, git, ghcr) to `namespace`.
+pub fn add_pod_credentials(index: &mut Index, namespace: &str) {
+    let credentials: [(&str, CredentialType, &[&str], &[&str]); 4] = [
+        ("db", CredentialType::Generic, &["url", "token"], &[]),
+        (
+            "s3",
+            CredentialType::AccessKey,
+            &["AccessKeyId", "SecretKey"],
+            &[],
+        ),
+        ("git", CredentialType::Password, &["User", "Password"], &[]),
+        (
+            "ghcr",
+            CredentialType::DockerRegistry,
+            &[".dockerconfigjson"],
+            &["ghcr.io"],
+        ),
+    ];
+    for (name, kind, keys, registries) in credentials {
+        let info = SecretInfo {
+            uid: "u".into(),
+            kind: Some(kind),
+            scope: Some(Scope::Project),
+            credential_name: name.into(),
+            existing_secret: None,
+            registries: registries.iter().map(|s| s.to_string()).collect(),
+            keys: Some(keys.iter().map(|s| s.to_string()).collect()),
+        };
+        index.set_secret(namespace, name, info);
+    }
+}
+
+/// A 3-container pod with 5 credential references (env ×2, volume, S3, Git) and one matching registry.
+pub fn training_pod(namespace: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "train", "namespace": namespace, "annotations": {
+            "run.ai/credentials-env": "DB_URL=db:url, DB_TOKEN=db:token",
+            "run.ai/credentials-volume": "db:/etc/db",
+            "run.ai/s3-credential": "s3", "run.ai/git-credential": "git"}},
+        "spec": {"containers": [
+            {"name": "main", "image": "ghcr.io/org/train:1", "env": [{"name": "EPOCHS", "value": "3"}]},
+            {"name": "sidecar", "image": "nginx:1.27"},
+            {"name": "metrics", "image": "quay.io/org/exporter:2"}]},
+    })
+}
