@@ -10,6 +10,7 @@ use tracing::info;
 
 use crate::admission::Admission;
 use crate::certs;
+use crate::cli;
 use crate::metrics::Metrics;
 use crate::policy::Settings;
 use crate::server::health::Health;
@@ -35,6 +36,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Issue a CA and a serving certificate (rcgen, ECDSA P-256) and print the caBundle.
     Certs(CertsArgs),
+    /// The credentials table: filter, search, sort, choose columns, CSV/JSON, --watch.
+    List(cli::ListArgs),
+    /// One credential: every field, its copies per namespace, and the workloads that use it.
+    Describe(cli::DescribeArgs),
+    /// Give a credential a new name (and description); the webhook checks it is unique.
+    Rename(cli::RenameArgs),
 }
 
 impl Command {
@@ -42,6 +49,9 @@ impl Command {
         match self {
             Command::Serve(args) => args.run().await,
             Command::Certs(args) => args.run(),
+            Command::List(args) => Ok(args.run().await?),
+            Command::Describe(args) => Ok(args.run().await?),
+            Command::Rename(args) => Ok(args.run().await?),
         }
     }
 }
@@ -54,9 +64,10 @@ pub enum LogFormat {
 
 #[derive(Debug, Args)]
 pub struct LogArgs {
-    /// Log filter, e.g. `info` or `credgate=debug,kube=warn`.
-    #[arg(long, env = "CREDGATE_LOG", default_value = "info", global = true)]
-    pub log_level: String,
+    /// Log filter, e.g. `info` or `credgate=debug,kube=warn` (default: `info` for
+    /// `serve` and `certs`; `off` for the table commands, whose errors are one line).
+    #[arg(long, env = "CREDGATE_LOG", global = true)]
+    pub log_level: Option<String>,
     #[arg(
         long,
         value_enum,
@@ -68,9 +79,14 @@ pub struct LogArgs {
 }
 
 impl LogArgs {
-    pub fn init(&self) -> anyhow::Result<()> {
-        let filter = tracing_subscriber::EnvFilter::try_new(&self.log_level)
-            .with_context(|| format!("--log-level {:?} is not a valid filter", self.log_level))?;
+    pub fn init(&self, command: &Command) -> anyhow::Result<()> {
+        let default = match command {
+            Command::Serve(_) | Command::Certs(_) => "info",
+            Command::List(_) | Command::Describe(_) | Command::Rename(_) => "off",
+        };
+        let level = self.log_level.as_deref().unwrap_or(default);
+        let filter = tracing_subscriber::EnvFilter::try_new(level)
+            .with_context(|| format!("--log-level {level:?} is not a valid filter"))?;
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

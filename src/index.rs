@@ -267,6 +267,21 @@ impl Index {
             .map(|(name, info)| (name.as_str(), info))
     }
 
+    /// The credential of `namespace` that the existing Secret `secret` backs, as `(name, info)`.
+    pub fn backed_by<'a>(
+        &'a self,
+        namespace: &str,
+        secret: &str,
+    ) -> Option<(&'a str, &'a SecretInfo)> {
+        self.secrets_in(namespace)
+            .find(|(_, info)| info.existing_secret.as_deref() == Some(secret))
+    }
+
+    /// True when another labelled Secret of `namespace` is backed by the Secret `name`.
+    pub fn backs_a_credential(&self, namespace: &str, name: &str) -> bool {
+        self.backed_by(namespace, name).is_some()
+    }
+
     // ---- managed copies ----
 
     /// Records a managed copy (with the source hash it carries), or forgets it with `None`.

@@ -2,13 +2,16 @@
 //!
 //! Data flow: [`server`] (TLS, HTTP) → [`admission`] (AdmissionReview in/out)
 //! → pure policy ([`validate`], [`mutate`] over the [`credential`] model) →
-//! [`patch`]. [`certs`] issues development and built-in certificates.
+//! [`patch`]; [`watch`] → [`index`] (the snapshot the policy reads);
+//! [`controller`] (propagation into projects); [`cli`] (the credentials table).
+//! [`certs`] issues development and built-in certificates.
 #![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod args;
 pub mod certs;
 pub mod claims;
+pub mod cli;
 pub mod controller;
 pub mod copies;
 pub mod credential;

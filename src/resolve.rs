@@ -19,6 +19,8 @@ pub struct Resolved {
     pub name: String,
     /// The Secret to reference from the pod (in the pod's namespace).
     pub secret: String,
+    /// `(namespace, name)` of the credential's own Secret.
+    pub source: (String, String),
     pub kind: Option<CredentialType>,
     /// Data key names, when credgate has stamped them.
     pub keys: Option<Vec<String>>,
@@ -26,12 +28,6 @@ pub struct Resolved {
     /// A cluster or department credential whose copy is not (yet) in the
     /// namespace: the source Secret's name in the credentials namespace.
     pub missing_copy: Option<String>,
-}
-
-fn is_backing(index: &Index, namespace: &str, name: &str) -> bool {
-    index
-        .secrets_in(namespace)
-        .any(|(_, info)| info.existing_secret.as_deref() == Some(name))
 }
 
 /// Credentials of `scope` in `namespace`, excluding existing Secrets that back another credential.
@@ -43,17 +39,17 @@ fn credentials_of<'a>(
     index
         .secrets_in(namespace)
         .filter(move |(_, info)| info.scope.as_ref() == Some(scope))
-        .filter(move |(name, _)| !is_backing(index, namespace, name))
+        .filter(move |(name, _)| !index.backs_a_credential(namespace, name))
 }
 
 fn resolved(
     index: &Index,
     namespace: &str,
-    secret: &str,
+    credential: &str,
     info: &SecretInfo,
 ) -> Result<Resolved, String> {
     let (secret, data) = match &info.existing_secret {
-        None => (secret.to_owned(), info),
+        None => (credential.to_owned(), info),
         Some(existing) => {
             let backing = index.secret(namespace, existing).ok_or_else(|| {
                 format!(
@@ -66,6 +62,7 @@ fn resolved(
     };
     Ok(Resolved {
         name: info.credential_name.clone(),
+        source: (namespace.to_owned(), credential.to_owned()),
         secret,
         kind: info.kind,
         keys: data.keys.clone(),

@@ -201,13 +201,6 @@ fn placement(
     }
 }
 
-/// True when another labelled Secret of the namespace is backed by `name`.
-fn backs_a_credential(index: &Index, namespace: &str, name: &str) -> bool {
-    index
-        .secrets_in(namespace)
-        .any(|(_, info)| info.existing_secret.as_deref() == Some(name))
-}
-
 /// `run.ai/name` is unique among credentials of one scope; a project credential
 /// that shadows a department or cluster one gets a warning.
 fn unique_name(
@@ -225,7 +218,7 @@ fn unique_name(
             .filter(|(name, info)| {
                 info.credential_name == wanted
                     && info.scope.as_ref() == Some(scope)
-                    && !backs_a_credential(index, namespace, name)
+                    && !index.backs_a_credential(namespace, name)
             })
             .map(|(name, _)| name.to_owned())
             .min()

@@ -13,8 +13,7 @@
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec, PodTemplate, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplate, Secret};
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
@@ -28,7 +27,7 @@ use tracing::{info, warn};
 use crate::credential::label;
 use crate::index::{Index, NamespaceInfo, SecretInfo};
 use crate::server::health::Health;
-use crate::workload::{self, Reference, WorkloadKind};
+use crate::workload::{PodParts, WorkloadKind, references};
 
 /// Failures in a row after which a source counts as not synced.
 pub const FAILURES_BEFORE_UNSYNCED: u32 = 3;
@@ -98,58 +97,16 @@ pub async fn run(
         )
     };
     let workloads = futures::future::join_all(vec![
-        watch_kind::<Pod>(&client, &ctx, WorkloadKind::Pod, |p| {
-            (&p.metadata, p.spec.as_ref())
-        }),
-        watch_kind::<Deployment>(&client, &ctx, WorkloadKind::Deployment, |d| {
-            template(d.spec.as_ref().map(|s| &s.template))
-        }),
-        watch_kind::<StatefulSet>(&client, &ctx, WorkloadKind::StatefulSet, |d| {
-            template(d.spec.as_ref().map(|s| &s.template))
-        }),
-        watch_kind::<DaemonSet>(&client, &ctx, WorkloadKind::DaemonSet, |d| {
-            template(d.spec.as_ref().map(|s| &s.template))
-        }),
-        watch_kind::<ReplicaSet>(&client, &ctx, WorkloadKind::ReplicaSet, |d| {
-            template(d.spec.as_ref().and_then(|s| s.template.as_ref()))
-        }),
-        watch_kind::<Job>(&client, &ctx, WorkloadKind::Job, |d| {
-            template(d.spec.as_ref().map(|s| &s.template))
-        }),
-        watch_kind::<CronJob>(&client, &ctx, WorkloadKind::CronJob, |d| {
-            template(
-                d.spec
-                    .as_ref()
-                    .and_then(|s| s.job_template.spec.as_ref())
-                    .map(|s| &s.template),
-            )
-        }),
-        watch_kind::<PodTemplate>(&client, &ctx, WorkloadKind::PodTemplate, |d| {
-            template(d.template.as_ref())
-        }),
+        watch_kind::<Pod>(&client, &ctx),
+        watch_kind::<Deployment>(&client, &ctx),
+        watch_kind::<StatefulSet>(&client, &ctx),
+        watch_kind::<DaemonSet>(&client, &ctx),
+        watch_kind::<ReplicaSet>(&client, &ctx),
+        watch_kind::<Job>(&client, &ctx),
+        watch_kind::<CronJob>(&client, &ctx),
+        watch_kind::<PodTemplate>(&client, &ctx),
     ]);
     tokio::join!(ns, secrets, workloads);
-}
-
-static EMPTY_META: std::sync::LazyLock<ObjectMeta> = std::sync::LazyLock::new(ObjectMeta::default);
-
-fn template(
-    t: Option<&k8s_openapi::api::core::v1::PodTemplateSpec>,
-) -> (&ObjectMeta, Option<&PodSpec>) {
-    match t {
-        Some(t) => (t.metadata.as_ref().unwrap_or(&EMPTY_META), t.spec.as_ref()),
-        None => (&EMPTY_META, None),
-    }
-}
-
-/// Everything a workload references: annotation credentials and native Secrets.
-pub fn references(meta: &ObjectMeta, spec: Option<&PodSpec>) -> Vec<Reference> {
-    // A malformed annotation is refused at admission; the index keeps what it can read.
-    let named: Vec<Reference> = workload::parse(meta.annotations.as_ref())
-        .map(|r| r.references().collect())
-        .unwrap_or_default();
-    let native = spec.into_iter().flat_map(workload::secret_references);
-    named.into_iter().chain(native).collect()
 }
 
 #[derive(Clone)]
@@ -224,7 +181,8 @@ fn release_claims(
     }
 }
 
-fn secret_info(
+/// The index entry of a labelled Secret; `None` for other Secrets.
+pub fn secret_info(
     secret: &PartialObjectMeta<Secret>,
     credentials_namespace: &str,
 ) -> Option<((String, String), SecretInfo)> {
@@ -354,12 +312,18 @@ async fn drive<K, T: Replace>(
 fn watch_kind<K>(
     client: &Client,
     ctx: &Ctx,
-    kind: WorkloadKind,
-    parts: fn(&K) -> (&ObjectMeta, Option<&PodSpec>),
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: PodParts
+        + Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
 {
+    let kind = K::KIND;
     let api = Api::<K>::all(client.clone());
     let ctx = ctx.clone();
     Box::pin(async move {
@@ -382,7 +346,7 @@ where
             };
             failures = 0;
             let reduce = |obj: &K| {
-                let (meta, spec) = parts(obj);
+                let (meta, spec) = obj.pod_parts();
                 (
                     obj.meta().namespace.clone().unwrap_or_default(),
                     obj.meta().name.clone().unwrap_or_default(),

@@ -4,7 +4,10 @@
 //! Pure parsing; errors quote the bad part of the annotation so kubectl shows
 //! the person exactly what to fix.
 
-use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplate, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 
 use crate::credential::is_dns_subdomain;
@@ -62,6 +65,61 @@ impl WorkloadKind {
             WorkloadKind::PodTemplate => "PodTemplate",
         }
     }
+}
+
+/// An object of a followed kind: where its pod (or pod template) metadata and spec are.
+pub trait PodParts {
+    const KIND: WorkloadKind;
+    /// The metadata that carries the credential annotations, and the pod spec.
+    fn pod_parts(&self) -> (&ObjectMeta, Option<&PodSpec>);
+}
+
+static EMPTY_META: std::sync::LazyLock<ObjectMeta> = std::sync::LazyLock::new(ObjectMeta::default);
+
+fn template(t: Option<&PodTemplateSpec>) -> (&ObjectMeta, Option<&PodSpec>) {
+    match t {
+        Some(t) => (t.metadata.as_ref().unwrap_or(&EMPTY_META), t.spec.as_ref()),
+        None => (&EMPTY_META, None),
+    }
+}
+
+impl PodParts for Pod {
+    const KIND: WorkloadKind = WorkloadKind::Pod;
+    fn pod_parts(&self) -> (&ObjectMeta, Option<&PodSpec>) {
+        (&self.metadata, self.spec.as_ref())
+    }
+}
+
+macro_rules! templated {
+    ($($kind:ident => |$o:ident| $template:expr;)*) => {$(
+        impl PodParts for $kind {
+            const KIND: WorkloadKind = WorkloadKind::$kind;
+            fn pod_parts(&self) -> (&ObjectMeta, Option<&PodSpec>) {
+                let $o = self;
+                template($template)
+            }
+        }
+    )*};
+}
+
+templated! {
+    Deployment => |d| d.spec.as_ref().map(|s| &s.template);
+    StatefulSet => |d| d.spec.as_ref().map(|s| &s.template);
+    DaemonSet => |d| d.spec.as_ref().map(|s| &s.template);
+    ReplicaSet => |d| d.spec.as_ref().and_then(|s| s.template.as_ref());
+    Job => |d| d.spec.as_ref().map(|s| &s.template);
+    CronJob => |d| d.spec.as_ref().and_then(|s| s.job_template.spec.as_ref()).map(|s| &s.template);
+    PodTemplate => |d| d.template.as_ref();
+}
+
+/// Everything a workload references: annotation credentials and native Secrets.
+pub fn references(meta: &ObjectMeta, spec: Option<&PodSpec>) -> Vec<Reference> {
+    // A malformed annotation is refused at admission; readers keep what they can read.
+    let named: Vec<Reference> = parse(meta.annotations.as_ref())
+        .map(|r| r.references().collect())
+        .unwrap_or_default();
+    let native = spec.into_iter().flat_map(secret_references);
+    named.into_iter().chain(native).collect()
 }
 
 /// How a workload uses a credential, for the usage graph.

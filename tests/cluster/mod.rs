@@ -141,6 +141,25 @@ impl Cluster {
         })
     }
 
+    /// A kubeconfig in which the admin impersonates `user` (for kubectl and the CLI).
+    pub fn kubeconfig_as(&self, user: &str) -> PathBuf {
+        let text = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        let mut out = String::new();
+        for line in text.lines() {
+            out.push_str(line);
+            out.push('\n');
+            if line.trim_start().starts_with("token:") {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                out.push_str(&format!("{indent}as: {user:?}\n"));
+            }
+        }
+        let path = self
+            .state
+            .join(format!("kubeconfig-as-{}", user.replace('@', "-at-")));
+        std::fs::write(&path, out).unwrap();
+        path
+    }
+
     /// `scripts/dev-cluster restart-credgate`: returns once credgate is ready again.
     pub fn restart_credgate(&self) {
         let out = Command::new(self.repo.join("scripts/dev-cluster"))
