@@ -6,8 +6,10 @@ CARGO ?= cargo
 
 all: build
 
+## The Dockerfile runs this too: make build CARGO_FLAGS="--release --locked".
+CARGO_FLAGS ?=
 build:
-	$(CARGO) build
+	$(CARGO) build $(CARGO_FLAGS)
 
 ## The main job: a local control plane with credgate and a demo; Ctrl-C stops it.
 run:
@@ -32,6 +34,7 @@ lint:
 ## Build (once) or reuse the etcd / kube-apiserver / kube-controller-manager / kubectl binaries.
 k8s-bins:
 	scripts/k8s-bins >/dev/null
+	scripts/helm-bin >/dev/null
 
 e2e: k8s-bins
 	$(CARGO) test --test 'e2e_*'

@@ -107,6 +107,75 @@ pub struct ServeArgs {
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub controller: ControllerArgs,
+    #[command(flatten)]
+    pub builtin_certs: BuiltinCertArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CertMode {
+    /// Serve --tls-cert/--tls-key as given (cert-manager, or `credgate certs`); reloaded on change.
+    Files,
+    /// Keep a CA and serving certificate in a Secret, publish the caBundle, renew before expiry.
+    Builtin,
+}
+
+/// Built-in certificates (`--cert-mode builtin`).
+#[derive(Debug, Args)]
+pub struct BuiltinCertArgs {
+    #[arg(long, value_enum, default_value = "files")]
+    pub cert_mode: CertMode,
+    /// Secret that holds the CA and serving certificate (the replicas' source of truth).
+    #[arg(long, default_value = "credgate-tls")]
+    pub cert_secret: String,
+    /// Namespace of that Secret (credgate's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "credgate-system")]
+    pub cert_namespace: String,
+    /// Validating and mutating webhook configurations whose caBundle credgate keeps (repeatable).
+    #[arg(long = "webhook-config", default_value = "credgate")]
+    pub webhook_configs: Vec<String>,
+    /// DNS name of the serving certificate (repeatable; default: the Service's names).
+    #[arg(long = "cert-dns")]
+    pub dns: Vec<String>,
+    /// IP address of the serving certificate (repeatable).
+    #[arg(long = "cert-ip")]
+    pub ips: Vec<IpAddr>,
+    /// Lifetime of a CA; the next one is staged in its last third.
+    #[arg(long, default_value_t = 5 * 365 * 86_400)]
+    pub ca_validity_secs: u64,
+    /// Lifetime of a serving certificate; renewed in its last third.
+    #[arg(long, default_value_t = 90 * 86_400)]
+    pub cert_validity_secs: u64,
+    /// Seconds between reads of the Secret (overlaps last three of them).
+    #[arg(long, default_value_t = 60)]
+    pub cert_check_secs: u64,
+}
+
+impl BuiltinCertArgs {
+    fn options(&self, server: &ServerArgs) -> crate::builtin_certs::Options {
+        let ns = &self.cert_namespace;
+        let dns = if self.dns.is_empty() && self.ips.is_empty() {
+            vec![
+                format!("credgate.{ns}.svc"),
+                format!("credgate.{ns}.svc.cluster.local"),
+                format!("credgate.{ns}"),
+                "credgate".to_owned(),
+            ]
+        } else {
+            self.dns.clone()
+        };
+        crate::builtin_certs::Options {
+            namespace: ns.clone(),
+            secret: self.cert_secret.clone(),
+            webhook_configs: self.webhook_configs.clone(),
+            dns,
+            ips: self.ips.clone(),
+            ca_validity: Duration::from_secs(self.ca_validity_secs.max(3)),
+            cert_validity: Duration::from_secs(self.cert_validity_secs.max(3)),
+            interval: Duration::from_secs(self.cert_check_secs.max(1)),
+            cert_file: server.tls_cert.clone(),
+            key_file: server.tls_key.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +265,16 @@ impl ServeArgs {
         let client = kube::Client::try_default().await.context(
             "no Kubernetes API to watch: run in a cluster, or set KUBECONFIG (scripts/dev-cluster env prints one)",
         )?;
+        let certificates = (self.builtin_certs.cert_mode == CertMode::Builtin).then(|| {
+            let options = self.builtin_certs.options(&self.server);
+            if let Some(dir) = options.cert_file.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            options
+        });
+        if let Some(options) = &certificates {
+            crate::builtin_certs::first(&client, options).await;
+        }
         let health = Arc::new(Health::default());
         let index = watch::new_index(&health);
         let admission = Admission::new(settings, index.clone(), Some(client.clone()));
@@ -211,15 +290,20 @@ impl ServeArgs {
         ));
         let controller = self.controller.controller.then(|| {
             tokio::spawn(crate::controller::run(
-                client,
+                client.clone(),
                 index,
                 self.policy.credentials_namespace,
                 self.controller.leader_election_namespace,
                 on_namespaces,
             ))
         });
+        let upkeep = certificates
+            .map(|options| tokio::spawn(crate::builtin_certs::run(client.clone(), options)));
         server.run(shutdown_signal()).await;
         watches.abort();
+        if let Some(upkeep) = upkeep {
+            upkeep.abort();
+        }
         if let Some(controller) = controller {
             controller.abort();
         }

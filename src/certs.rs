@@ -9,6 +9,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
 };
+use rustls::pki_types::pem::PemObject as _;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -65,6 +66,93 @@ pub enum CertError {
     Generate(#[from] rcgen::Error),
 }
 
+/// A certificate and its private key, both PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pair {
+    pub cert: String,
+    pub key: String,
+}
+
+impl std::fmt::Debug for Pair {
+    // Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pair")
+            .field("cert", &self.cert)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new self-signed ECDSA P-256 CA, valid for `validity` from now.
+pub fn new_ca(validity: std::time::Duration) -> Result<Pair, CertError> {
+    let now = OffsetDateTime::now_utc();
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = name("credgate CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = now - Duration::minutes(5);
+    params.not_after = now + validity;
+    Ok(Pair {
+        cert: params.self_signed(&key)?.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// A serving certificate for `dns` and `ips` signed by `ca`, valid for `validity` from now.
+pub fn serving(
+    ca: &Pair,
+    dns: &[String],
+    ips: &[IpAddr],
+    validity: std::time::Duration,
+) -> Result<Pair, CertError> {
+    let now = OffsetDateTime::now_utc();
+    let ca_key = KeyPair::from_pem(&ca.key)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert, &ca_key)?;
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(dns.to_vec())?;
+    params
+        .subject_alt_names
+        .extend(ips.iter().copied().map(SanType::IpAddress));
+    params.distinguished_name = name(dns.first().map_or("credgate", String::as_str));
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = now - Duration::minutes(5);
+    params.not_after = now + validity;
+    Ok(Pair {
+        cert: params.signed_by(&key, &issuer)?.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// When the first certificate of a PEM stops being valid (`None` if unreadable).
+pub fn not_after(cert_pem: &str) -> Option<OffsetDateTime> {
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).ok()?;
+    not_after_der(&der)
+}
+
+/// [`not_after`] of a DER certificate.
+pub fn not_after_der(der: &[u8]) -> Option<OffsetDateTime> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.validity().not_after.to_datetime())
+}
+
+/// The SANs to use: the given ones, or the defaults when none are given.
+pub fn names_or_defaults(dns: &[String], ips: &[IpAddr]) -> (Vec<String>, Vec<IpAddr>) {
+    if dns.is_empty() && ips.is_empty() {
+        (
+            DEFAULT_DNS.iter().map(|s| (*s).to_owned()).collect(),
+            DEFAULT_IPS.iter().filter_map(|s| s.parse().ok()).collect(),
+        )
+    } else {
+        (dns.to_vec(), ips.to_vec())
+    }
+}
+
 /// Issues (or renews) the serving certificate, writing every file atomically.
 pub fn issue(req: &Request) -> Result<Issued, CertError> {
     std::fs::create_dir_all(&req.out).map_err(|source| CertError::Write {
@@ -73,78 +161,57 @@ pub fn issue(req: &Request) -> Result<Issued, CertError> {
     })?;
     let ca_cert_path = req.out.join("ca.crt");
     let ca_key_path = req.out.join("ca.key");
-    let now = OffsetDateTime::now_utc();
 
     let reuse = !req.new_ca && ca_cert_path.exists() && ca_key_path.exists();
-    let (ca_pem, ca_key) = if reuse {
+    let ca = if reuse {
         let read = |p: &Path| {
             std::fs::read_to_string(p).map_err(|source| CertError::Read {
                 path: p.to_owned(),
                 source,
             })
         };
-        let pem = read(&ca_cert_path)?;
-        let key = KeyPair::from_pem(&read(&ca_key_path)?).map_err(|source| CertError::BadCa {
-            path: ca_key_path.clone(),
+        let ca = Pair {
+            cert: read(&ca_cert_path)?,
+            key: read(&ca_key_path)?,
+        };
+        let check = KeyPair::from_pem(&ca.key)
+            .and_then(|key| Issuer::from_ca_cert_pem(&ca.cert, key).map(|_| ()));
+        check.map_err(|source| CertError::BadCa {
+            path: ca_cert_path.clone(),
             source,
         })?;
-        (pem, key)
+        ca
     } else {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name = name("credgate CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.not_before = now - Duration::hours(1);
-        params.not_after = now + Duration::days(3650);
-        let pem = params.self_signed(&key)?.pem();
-        write(&ca_key_path, key.serialize_pem().as_bytes(), true)?;
-        write(&ca_cert_path, pem.as_bytes(), false)?;
-        (pem, key)
+        let ca = new_ca(std::time::Duration::from_secs(3650 * 86_400))?;
+        write(&ca_key_path, ca.key.as_bytes(), true)?;
+        write(&ca_cert_path, ca.cert.as_bytes(), false)?;
+        ca
     };
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).map_err(|source| CertError::BadCa {
-        path: ca_cert_path.clone(),
-        source,
-    })?;
-
-    let (dns, ips) = if req.dns.is_empty() && req.ips.is_empty() {
-        (
-            DEFAULT_DNS.iter().map(|s| (*s).to_owned()).collect(),
-            DEFAULT_IPS.iter().filter_map(|s| s.parse().ok()).collect(),
-        )
-    } else {
-        (req.dns.clone(), req.ips.clone())
-    };
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let mut params = CertificateParams::new(dns.clone())?;
-    params
-        .subject_alt_names
-        .extend(ips.into_iter().map(SanType::IpAddress));
-    params.distinguished_name = name(dns.first().map_or("credgate", String::as_str));
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.use_authority_key_identifier_extension = true;
-    params.not_before = now - Duration::hours(1);
-    params.not_after = now + Duration::days(i64::from(req.days));
-    let cert = params.signed_by(&key, &issuer)?;
-
+    let (dns, ips) = names_or_defaults(&req.dns, &req.ips);
+    let pair = serving(
+        &ca,
+        &dns,
+        &ips,
+        std::time::Duration::from_secs(u64::from(req.days) * 86_400),
+    )?;
     let tls_cert = req.out.join("tls.crt");
     let tls_key = req.out.join("tls.key");
-    // Key first: a server that reloads between the two renames sees a
-    // mismatched pair, refuses it and keeps serving the old one.
-    write(&tls_key, key.serialize_pem().as_bytes(), true)?;
-    write(&tls_cert, cert.pem().as_bytes(), false)?;
+    write_pair(&pair, &tls_cert, &tls_key)?;
     Ok(Issued {
         ca_cert: ca_cert_path,
         tls_cert,
         tls_key,
         ca_reused: reuse,
-        ca_bundle: base64::engine::general_purpose::STANDARD.encode(ca_pem),
+        ca_bundle: base64::engine::general_purpose::STANDARD.encode(&ca.cert),
     })
+}
+
+/// Writes a serving pair for a server that reloads on change. Key first: a
+/// server that reloads between the two renames sees a mismatched pair, refuses
+/// it and keeps serving the old one.
+pub fn write_pair(pair: &Pair, cert: &Path, key: &Path) -> Result<(), CertError> {
+    write(key, pair.key.as_bytes(), true)?;
+    write(cert, pair.cert.as_bytes(), false)
 }
 
 fn name(common_name: &str) -> DistinguishedName {
@@ -191,6 +258,9 @@ mod tests {
         let cert1 = std::fs::read(&first.tls_cert).unwrap();
         let second = issue(&req).unwrap();
         assert!(second.ca_reused);
+        let expires = not_after(&std::fs::read_to_string(&second.tls_cert).unwrap()).unwrap();
+        let days = (expires - OffsetDateTime::now_utc()).whole_days();
+        assert!((29..=30).contains(&days), "{days}");
         assert_eq!(first.ca_bundle, second.ca_bundle);
         assert_ne!(cert1, std::fs::read(&second.tls_cert).unwrap());
         use std::os::unix::fs::PermissionsExt as _;

@@ -9,6 +9,7 @@
 
 pub mod admission;
 pub mod args;
+pub mod builtin_certs;
 pub mod certs;
 pub mod claims;
 pub mod cli;

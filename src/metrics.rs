@@ -37,6 +37,9 @@ pub struct Metrics {
     in_flight: Gauge,
     tls_reloads: Counter,
     tls_reload_failures: Counter,
+    certificate_expiry: Gauge,
+    /// Unix time when the serving certificate in use expires (0: unknown).
+    certificate_not_after: std::sync::atomic::AtomicI64,
 }
 
 /// Kinds that may become label values; anything else is counted as `other`
@@ -94,8 +97,16 @@ impl Default for Metrics {
             "Changed certificate files that could not be loaded (the previous certificate stays)",
             tls_reload_failures.clone(),
         );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "certificate_expiry_seconds",
+            "Seconds until the serving certificate in use expires",
+            certificate_expiry.clone(),
+        );
         Metrics {
             registry,
+            certificate_expiry,
+            certificate_not_after: Default::default(),
             requests,
             duration,
             http_errors,
@@ -148,8 +159,21 @@ impl Metrics {
         .inc();
     }
 
+    /// Records when the serving certificate now in use expires (unix seconds).
+    pub fn certificate_loaded(&self, not_after: i64) {
+        self.certificate_not_after
+            .store(not_after, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
+        let not_after = self
+            .certificate_not_after
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if not_after != 0 {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            self.certificate_expiry.set(not_after - now);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -70,6 +70,10 @@ async fn rotated_files_are_served_on_the_next_connection() {
         metric(&server, "credgate_tls_reloads_total").await,
         "credgate_tls_reloads_total 1"
     );
+    // Seconds until the certificate in use expires (issued for one day).
+    let expiry = metric(&server, "credgate_certificate_expiry_seconds ").await;
+    let seconds: i64 = expiry.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((86_000..=86_400).contains(&seconds), "{expiry}");
     server.stop().await;
 }
 

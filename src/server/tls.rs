@@ -99,6 +99,7 @@ impl CertStore {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let stamps = (stamp(cert_path), stamp(key_path));
         let key = Arc::new(load_pair(cert_path, key_path, &provider)?);
+        record_expiry(&metrics, &key);
         Ok(Arc::new(CertStore {
             cert_path: cert_path.to_owned(),
             key_path: key_path.to_owned(),
@@ -139,6 +140,7 @@ impl CertStore {
             Ok(key) => {
                 info!(cert = %self.cert_path.display(), "serving certificate reloaded");
                 self.metrics.tls_reloaded(true);
+                record_expiry(&self.metrics, &key);
                 *current = Current {
                     key: Arc::new(key),
                     stamps,
@@ -158,6 +160,16 @@ impl CertStore {
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current())
+    }
+}
+
+fn record_expiry(metrics: &Metrics, key: &CertifiedKey) {
+    if let Some(not_after) = key
+        .cert
+        .first()
+        .and_then(|der| crate::certs::not_after_der(der))
+    {
+        metrics.certificate_loaded(not_after.unix_timestamp());
     }
 }
 

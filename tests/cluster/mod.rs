@@ -160,19 +160,44 @@ impl Cluster {
         path
     }
 
-    /// `scripts/dev-cluster restart-credgate`: returns once credgate is ready again.
-    pub fn restart_credgate(&self) {
+    /// A file of the cluster's state folder (e.g. `credgate.kubeconfig`).
+    pub fn state_file(&self, name: &str) -> PathBuf {
+        self.state.join(name)
+    }
+
+    /// The folder of the control-plane binaries.
+    pub fn bins(&self) -> PathBuf {
+        self.kubectl.parent().unwrap().to_owned()
+    }
+
+    /// `scripts/dev-cluster stop-credgate`: credgate is down (by pid) when this returns.
+    pub fn stop_credgate(&self) {
+        self.dev_cluster("stop-credgate");
+    }
+
+    /// `scripts/dev-cluster start-credgate`: returns once credgate is ready.
+    pub fn start_credgate(&self) {
+        self.dev_cluster("start-credgate");
+    }
+
+    fn dev_cluster(&self, command: &str) {
         let out = Command::new(self.repo.join("scripts/dev-cluster"))
-            .arg("restart-credgate")
+            .arg(command)
             .env("CREDGATE_DEV_STATE", &self.state)
             .env("CREDGATE_BIN", env!("CARGO_BIN_EXE_credgate"))
+            .stdin(Stdio::null())
             .output()
-            .unwrap();
+            .expect("scripts/dev-cluster runs");
         assert!(
             out.status.success(),
-            "restart failed: {}",
+            "scripts/dev-cluster {command} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// `scripts/dev-cluster restart-credgate`: returns once credgate is ready again.
+    pub fn restart_credgate(&self) {
+        self.dev_cluster("restart-credgate");
     }
 
     pub fn credgate_log(&self) -> String {
@@ -300,7 +325,7 @@ impl Cluster {
                 "-o",
                 "json",
                 "-f",
-                &format!("{}/manifests/webhooks.yaml", self.repo.display()),
+                &format!("{}/manifests/base/webhooks.yaml", self.repo.display()),
             ],
             None,
         );
@@ -311,7 +336,7 @@ impl Cluster {
                 doc.ok()
                     .filter(|d| d["kind"] == "ValidatingWebhookConfiguration")
             })
-            .expect("manifests/webhooks.yaml has a ValidatingWebhookConfiguration");
+            .expect("manifests/base/webhooks.yaml has a ValidatingWebhookConfiguration");
         config["metadata"]["name"] = format!("credgate-replica-{name}").into();
         for hook in config["webhooks"].as_array_mut().unwrap() {
             let path = hook["clientConfig"]["service"]["path"]
