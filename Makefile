@@ -2,7 +2,7 @@
 SHELL := bash
 CARGO ?= cargo
 
-.PHONY: all build run test bench lint e2e k8s-bins down clean
+.PHONY: all build run test bench bench-micro lint e2e k8s-bins down clean
 
 all: build
 
@@ -21,8 +21,13 @@ test: lint k8s-bins
 	set -o pipefail; $(CARGO) test --lib --bins --tests --benches --no-fail-fast 2>&1 | tee target/test-output.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "make test: %d passed, %d failed\n", p, f}' target/test-output.log
 
-## Criterion micro-benchmarks of the pure decision paths, and the index footprint.
+## The performance benchmark (issue 9): ceiling, fixed rate, scale, end to end, criterion.
+## Writes target/bench/results.json and results.txt. BENCH_SECS, BENCH_PAIRS, BENCH_SCALE, BENCH_E2E_PODS tune it.
 bench:
+	scripts/bench.py
+
+## Only the in-process figures: criterion, the index footprint and the decision latency.
+bench-micro:
 	$(CARGO) bench --bench decisions
 	$(CARGO) run --release --quiet --example index_footprint
 	$(CARGO) run --release --quiet --example decision_latency

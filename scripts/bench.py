@@ -1,0 +1,339 @@
+#!/usr/bin/env python3
+"""`make bench`: credgate against the limit of its own machine.
+
+1. Ceiling: examples/baseline (credgate's TLS setup answering a canned
+   AdmissionReview of the size of credgate's answer) vs credgate /mutate (a
+   3-container pod, 5 credential references) and /validate (a docker-registry
+   Secret), with oha over TLS keep-alive, 50 connections, alternating A B A B.
+2. /mutate at a fixed 1,000 req/s: p99 and p99.9.
+3. Scale: the local apiserver filled with namespaces, credential Secrets and
+   pods; credgate's time to /readyz, RSS after sync, decision p99 vs empty.
+4. End to end: pod-create latency through the apiserver, 20 clients, with
+   credgate's webhooks registered and then without.
+5. criterion micro-benchmarks of the pure decision paths.
+
+Results: target/bench/results.json and a text table (also target/bench/results.txt).
+Every process started here is stopped by pid at the end.
+"""
+import base64
+import json
+import os
+import pathlib
+import platform
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+OUT = REPO / "target" / "bench"
+SECS = int(os.environ.get("BENCH_SECS", "20"))
+PAIRS = int(os.environ.get("BENCH_PAIRS", "3"))
+NAMESPACES, SECRETS_PER_NS, PODS_PER_NS = (int(x) for x in os.environ.get("BENCH_SCALE", "10000,5,10").split(","))
+E2E_PODS = int(os.environ.get("BENCH_E2E_PODS", "1000"))
+CONNECTIONS = 50
+CLUSTER = OUT / "cluster"
+ENV = dict(os.environ, CREDGATE_DEV_STATE=str(CLUSTER), CREDGATE_BIN=str(REPO / "target/release/credgate"))
+started = []
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def sh(*args, env=None, stdin=None):
+    out = subprocess.run([str(a) for a in args], env=env or ENV, input=stdin, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(map(str, args))} failed:\n{out.stderr[-3000:]}")
+    return out.stdout
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(name, args, env=None):
+    logf = open(OUT / f"{name}.log", "w")
+    p = subprocess.Popen([str(a) for a in args], env=env or ENV, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    started.append(p)
+    return p
+
+
+def stop(p):
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def wait_until(what, secs, check):
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"bench: {what} not ready after {secs}s")
+
+
+def http_ok(url):
+    return urllib.request.urlopen(url, timeout=2).status == 200
+
+
+def rss_mib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def post(url, body):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    req = urllib.request.Request(url, data=body, headers={"content-type": "application/json"})
+    return urllib.request.urlopen(req, context=ctx, timeout=5).read()
+
+
+def oha(url, body, secs, rate=None, connections=CONNECTIONS):
+    args = [OHA, "-z", f"{secs}s", "-c", connections, "-m", "POST", "-D", body, "-T", "application/json",
+            "--insecure", "--no-tui", "--output-format", "json", url]
+    if rate:
+        args[1:1] = ["-q", rate]
+    r = json.loads(sh(*args))
+    codes = r.get("statusCodeDistribution", {})
+    pct = r["latencyPercentiles"]
+    return {
+        "rps": round(r["summary"]["requestsPerSec"], 1),
+        "p50_ms": round(pct["p50"] * 1000, 3),
+        "p99_ms": round(pct["p99"] * 1000, 3),
+        "p99_9_ms": round(pct["p99.9"] * 1000, 3),
+        "success_rate": r["summary"]["successRate"],
+        "status": codes,
+    }
+
+
+def review(request):
+    return json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}).encode()
+
+
+def request(kind, resource, ns, name, operation, obj=None, old=None):
+    group, version = ("", "v1")
+    return {
+        "uid": "bench-0000", "kind": {"group": group, "version": version, "kind": kind},
+        "resource": {"group": group, "version": version, "resource": resource},
+        "requestKind": {"group": group, "version": version, "kind": kind},
+        "requestResource": {"group": group, "version": version, "resource": resource},
+        "name": name, "namespace": ns, "operation": operation,
+        "userInfo": {"username": "alice@example.com", "groups": ["system:authenticated"]},
+        "object": obj, "oldObject": old, "dryRun": False, "options": None,
+    }
+
+
+def training_pod(ns):
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "train", "namespace": ns, "annotations": {
+                "run.ai/credentials-env": "DB_URL=db:url, DB_TOKEN=db:token",
+                "run.ai/credentials-volume": "db:/etc/db",
+                "run.ai/s3-credential": "s3", "run.ai/git-credential": "git"}},
+            "spec": {"containers": [
+                {"name": "main", "image": "ghcr.io/org/train:1", "env": [{"name": "EPOCHS", "value": "3"}]},
+                {"name": "sidecar", "image": "nginx:1.27"},
+                {"name": "metrics", "image": "quay.io/org/exporter:2"}]}}
+
+
+def b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+def fixtures(kubectl):
+    dockercfg = json.dumps({"auths": {"ghcr.io": {"username": "bench", "password": "bench-only"}}})
+    objs = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "runai"}},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench-p", "labels": {"runai/queue": "bench-p"}}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "bench-p", "labels": {"run.ai/resource": "generic"}},
+         "stringData": {"url": "postgres://bench", "token": "bench-only"}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3", "namespace": "bench-p", "labels": {"run.ai/resource": "access-key"}},
+         "stringData": {"AccessKeyId": "AKIABENCH", "SecretKey": "bench-only"}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "git", "namespace": "bench-p", "labels": {"run.ai/resource": "password"}},
+         "stringData": {"User": "bench", "Password": "bench-only"}},
+        {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+         "metadata": {"name": "ghcr", "namespace": "bench-p", "labels": {"run.ai/resource": "docker-registry"}},
+         "stringData": {".dockerconfigjson": dockercfg}},
+        # A user of db, so that deleting db is an in-use decision.
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "user", "namespace": "bench-p"},
+         "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "user"}}, "template": {
+             "metadata": {"labels": {"app": "user"}, "annotations": {"run.ai/credentials-env": "TOKEN=db:token"}},
+             "spec": {"containers": [{"name": "c", "image": "ghcr.io/org/app:1"}]}}}},
+    ]
+    sh(kubectl, "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}))
+    db = json.loads(sh(kubectl, "get", "secret", "db", "-n", "bench-p", "-o", "json"))
+    return db
+
+
+def machine():
+    model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+    return {"cpus": os.cpu_count(), "cpu": model, "memory_gib": round(mem / 1024 / 1024, 1), "kernel": platform.release()}
+
+
+def start_credgate(kubeconfig, port, admin):
+    p = start(f"credgate-{port}", [REPO / "target/release/credgate", "serve", "--controller=false",
+                                  "--addr", f"127.0.0.1:{port}", "--admin-addr", f"127.0.0.1:{admin}",
+                                  "--tls-cert", OUT / "certs/tls.crt", "--tls-key", OUT / "certs/tls.key"],
+              env=dict(ENV, KUBECONFIG=str(kubeconfig)))
+    t0 = time.time()
+    wait_until("credgate /readyz", 600, lambda: http_ok(f"http://127.0.0.1:{admin}/readyz"))
+    return p, time.time() - t0
+
+
+def decisions(port, bodies, rate=200, secs=10):
+    return {name: oha(f"https://127.0.0.1:{port}/{path}", body, secs, rate=rate, connections=10) for name, (path, body) in bodies.items()}
+
+
+def main():
+    global OHA
+    OUT.mkdir(parents=True, exist_ok=True)
+    log("building (release)")
+    sh("cargo", "build", "--release", "--quiet", "--bins", "--examples")
+    OHA = sh(REPO / "scripts/oha-bin").strip()
+    bins = pathlib.Path(sh(REPO / "scripts/k8s-bins").strip())
+    kubectl = bins / "kubectl"
+    sh(REPO / "scripts/dev-cluster", "down")
+    log("starting the local control plane")
+    sh(REPO / "scripts/dev-cluster", "up")
+    kubeconfig = CLUSTER / "kubeconfig"
+    ENV["KUBECONFIG"] = str(kubeconfig)
+    results = {"machine": machine(), "settings": {"seconds_per_run": SECS, "pairs": PAIRS, "connections": CONNECTIONS}}
+    try:
+        db = fixtures(kubectl)
+        sh(REPO / "target/release/credgate", "--log-level", "warn", "certs", "--out", OUT / "certs", "--dns", "localhost", "--ip", "127.0.0.1")
+        port, admin, base_port = free_port(), free_port(), free_port()
+        credgate, ready = start_credgate(kubeconfig, port, admin)
+        bodies = OUT / "bodies"
+        bodies.mkdir(exist_ok=True)
+        dockercfg = json.dumps({"auths": {"registry.example": {"username": "u", "password": "bench-only"}}})
+        secret = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+                  "metadata": {"name": "new-registry", "namespace": "bench-p", "labels": {"run.ai/resource": "docker-registry"}},
+                  "data": {".dockerconfigjson": b64(dockercfg)}}
+        db_old = {k: db[k] for k in ("apiVersion", "kind", "metadata", "type")}
+        shared = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "shared", "namespace": "runai",
+                  "labels": {"run.ai/resource": "generic", "run.ai/cluster-wide": "true"}}}
+        files = {
+            "mutate": request("Pod", "pods", "bench-p", "train", "CREATE", obj=training_pod("bench-p")),
+            "validate": request("Secret", "secrets", "bench-p", "new-registry", "CREATE", obj=secret),
+            "delete": request("Secret", "secrets", "bench-p", "db", "DELETE", old=db_old),
+            "delete-cluster": request("Secret", "secrets", "runai", "shared", "DELETE", old=shared),
+        }
+        for name, req in files.items():
+            (bodies / f"{name}.json").write_bytes(review(req))
+        answer = post(f"https://127.0.0.1:{port}/mutate", (bodies / "mutate.json").read_bytes())
+        assert b'"patch"' in answer, answer
+        delete_answer = json.loads(post(f"https://127.0.0.1:{port}/validate", (bodies / "delete.json").read_bytes()))
+        assert delete_answer["response"]["allowed"] is False, delete_answer
+        (OUT / "canned-answer.json").write_bytes(answer)
+        results["answer_bytes"] = len(answer)
+        baseline = start("baseline", [REPO / "target/release/examples/baseline", f"127.0.0.1:{base_port}",
+                                      OUT / "certs/tls.crt", OUT / "certs/tls.key", OUT / "canned-answer.json"])
+        wait_until("baseline", 30, lambda: post(f"https://127.0.0.1:{base_port}/", b"{}") == answer)
+
+        log(f"ceiling: {PAIRS} pairs x 2 endpoints x 2 runs x {SECS}s")
+        runs = {"mutate": [], "validate": []}
+        for i in range(PAIRS):
+            for endpoint in ("mutate", "validate"):
+                body = bodies / f"{endpoint}.json"
+                a = oha(f"https://127.0.0.1:{base_port}/", body, SECS)
+                b = oha(f"https://127.0.0.1:{port}/{endpoint}", body, SECS)
+                runs[endpoint].append({"baseline": a, "credgate": b, "ratio": round(b["rps"] / a["rps"], 3)})
+                log(f"pair {i + 1} {endpoint}: baseline {a['rps']} req/s, credgate {b['rps']} req/s, ratio {b['rps'] / a['rps']:.3f}")
+        stop(baseline)
+        results["ceiling"] = {e: {"runs": r, "median_ratio": statistics.median(x["ratio"] for x in r)} for e, r in runs.items()}
+
+        log("fixed rate: /mutate at 1000 req/s")
+        results["fixed_rate_mutate_1000"] = oha(f"https://127.0.0.1:{port}/mutate", bodies / "mutate.json", SECS, rate=1000)
+
+        decision_bodies = {"mutate": ("mutate", bodies / "mutate.json"), "delete_in_use": ("validate", bodies / "delete.json"),
+                           "delete_cluster_scope": ("validate", bodies / "delete-cluster.json")}
+        empty = {"ready_s": round(ready, 2), "rss_mib": round(rss_mib(credgate.pid), 1), "decisions": decisions(port, decision_bodies)}
+        stop(credgate)
+
+        log(f"scale: filling the apiserver with {NAMESPACES} namespaces, {NAMESPACES * SECRETS_PER_NS} Secrets, {NAMESPACES * PODS_PER_NS} pods")
+        fill = json.loads(sh(REPO / "target/release/examples/fill_cluster", NAMESPACES, SECRETS_PER_NS, PODS_PER_NS, 32))
+        credgate, ready = start_credgate(kubeconfig, port, admin)
+        time.sleep(2)  # let the allocator settle after the initial lists
+        full = {"ready_s": round(ready, 2), "rss_mib": round(rss_mib(credgate.pid), 1), "decisions": decisions(port, decision_bodies)}
+        stop(credgate)
+        results["scale"] = {"fill": fill, "empty": empty, "full": full,
+                            "p99_ratio": {k: round(full["decisions"][k]["p99_ms"] / empty["decisions"][k]["p99_ms"], 3) for k in decision_bodies}}
+
+        log(f"end to end: {E2E_PODS} pod creates, 20 clients, with and without credgate's webhooks")
+        sh(kubectl, "create", "namespace", "bench-e2e")
+        sh(kubectl, "label", "namespace", "bench-e2e", "runai/queue=bench-e2e")
+        for name in ("db", "s3", "git", "ghcr"):
+            obj = json.loads(sh(kubectl, "get", "secret", name, "-n", "bench-p", "-o", "json"))
+            obj["metadata"] = {"name": name, "namespace": "bench-e2e", "labels": obj["metadata"]["labels"]}
+            sh(kubectl, "apply", "-f", "-", stdin=json.dumps(obj))
+        pods = REPO / "target/release/examples/pod_create_latency"
+        with_hooks = json.loads(sh(pods, "bench-e2e", E2E_PODS, 20, "with"))
+        sh(kubectl, "delete", "validatingwebhookconfiguration", "credgate")
+        sh(kubectl, "delete", "mutatingwebhookconfiguration", "credgate")
+        without = json.loads(sh(pods, "bench-e2e", E2E_PODS, 20, "without"))
+        results["end_to_end"] = {"with_credgate": with_hooks, "without": without,
+                                 "p50_ratio": round(with_hooks["p50_ms"] / without["p50_ms"], 3),
+                                 "p99_ratio": round(with_hooks["p99_ms"] / without["p99_ms"], 3)}
+    finally:
+        for p in started:
+            stop(p)
+        sh(REPO / "scripts/dev-cluster", "down")
+
+    log("criterion micro-benchmarks")
+    crit = subprocess.run(["cargo", "bench", "--bench", "decisions", "--", "--noplot"], cwd=REPO, capture_output=True, text=True)
+    results["criterion"] = [l.strip() for l in crit.stdout.splitlines() if "time:" in l or (l and not l.startswith(" ") and "/" in l)]
+    (OUT / "results.json").write_text(json.dumps(results, indent=2))
+    text = table(results)
+    (OUT / "results.txt").write_text(text)
+    print(text)
+
+
+def table(r):
+    m = r["machine"]
+    lines = [f"credgate bench on {m['cpus']} cores ({m['cpu']}), {m['memory_gib']} GiB; oha, {CONNECTIONS} connections, {SECS}s runs",
+             "", f"{'ceiling (req/s)':<34}{'baseline':>12}{'credgate':>12}{'ratio':>8}"]
+    for e, c in r["ceiling"].items():
+        for i, run in enumerate(c["runs"]):
+            lines.append(f"  /{e} pair {i + 1:<22}{run['baseline']['rps']:>12.0f}{run['credgate']['rps']:>12.0f}{run['ratio']:>8.3f}")
+        lines.append(f"  /{e} median ratio (target >= 0.75){'':<0}{c['median_ratio']:>28.3f}")
+        p = c["runs"][-1]["credgate"]
+        lines.append(f"  /{e} latency at full load: p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms, p99.9 {p['p99_9_ms']} ms")
+    f = r["fixed_rate_mutate_1000"]
+    lines += ["", f"/mutate at 1,000 req/s: {f['rps']} req/s served, p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms (target <= 1), p99.9 {f['p99_9_ms']} ms (target <= 5)"]
+    s = r["scale"]
+    lines += ["", f"scale: {s['fill']['namespaces']} namespaces + {s['fill']['objects']} objects created in {s['fill']['seconds']:.0f} s ({s['fill']['errors']} errors)",
+              f"  {'':<24}{'empty':>12}{'full':>12}{'ratio':>8}",
+              f"  {'time to /readyz (s)':<24}{s['empty']['ready_s']:>12}{s['full']['ready_s']:>12}",
+              f"  {'RSS after sync (MiB)':<24}{s['empty']['rss_mib']:>12}{s['full']['rss_mib']:>12}   (target <= 150)"]
+    for k in s["p99_ratio"]:
+        lines.append(f"  {k + ' p99 (ms)':<24}{s['empty']['decisions'][k]['p99_ms']:>12}{s['full']['decisions'][k]['p99_ms']:>12}{s['p99_ratio'][k]:>8}")
+    e = r["end_to_end"]
+    lines += ["", f"end to end pod create, {e['with_credgate']['count']} pods, 20 clients: with credgate p50 {e['with_credgate']['p50_ms']:.1f} ms p99 {e['with_credgate']['p99_ms']:.1f} ms; "
+              f"without p50 {e['without']['p50_ms']:.1f} ms p99 {e['without']['p99_ms']:.1f} ms; p99 ratio {e['p99_ratio']} (target <= 1.05)",
+              "", "criterion:"] + [f"  {l}" for l in r["criterion"]]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        for p in started:
+            stop(p)
