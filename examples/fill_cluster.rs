@@ -98,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
                     create(&Api::<Pod>::namespaced(client, &ns), object).await
                 };
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if n % 20_000 == 0 {
+                if n.is_multiple_of(20_000) {
                     eprintln!(
                         "{n}/{total} objects in {:.0} s",
                         started.elapsed().as_secs_f64()
