@@ -75,9 +75,22 @@ fn benches(c: &mut Criterion) {
     let mut index = index;
     support::add_pod_credentials(&mut index, "project-1");
     let pod = support::training_pod("project-1");
+    let annotations = support::annotations(&pod);
     c.bench_function(
         "resolve + patch a 3-container pod with 5 credential references",
-        |b| b.iter(|| black_box(mutate::pod(&settings, &index, "project-1", &pod)).unwrap()),
+        |b| {
+            b.iter(|| {
+                let spec = pod.get("spec");
+                black_box(mutate::pod(
+                    &settings,
+                    &index,
+                    "project-1",
+                    annotations.as_ref(),
+                    spec,
+                ))
+                .unwrap()
+            })
+        },
     );
 
     let project = index.visible_in(&Scope::Project, "project-7");

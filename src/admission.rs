@@ -12,7 +12,7 @@ use kube::core::admission::{self, AdmissionRequest, AdmissionResponse, Admission
 use kube::core::{DynamicObject, GroupVersionKind};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::claims::{self, Claim};
 use crate::copies::Source;
@@ -148,16 +148,26 @@ impl Admission {
                 }
             }
         };
-        info!(
-            endpoint = endpoint.as_str(),
-            uid = %req.uid,
-            kind = %kind,
-            namespace = req.namespace.as_deref().unwrap_or(""),
-            name = %req.name,
-            operation = ?req.operation,
-            decision = decision.as_str(),
-            message = %response.result.message,
-        );
+        // Denials are for people to read (info); the many allowed answers are debug.
+        macro_rules! decided {
+            ($level:ident) => {
+                $level!(
+                    endpoint = endpoint.as_str(),
+                    uid = %req.uid,
+                    kind = %kind,
+                    namespace = req.namespace.as_deref().unwrap_or(""),
+                    name = %req.name,
+                    operation = ?req.operation,
+                    decision = decision.as_str(),
+                    message = %response.result.message,
+                )
+            };
+        }
+        if decision == Decision::Denied {
+            decided!(info);
+        } else {
+            decided!(debug);
+        }
         encode(response, decision, kind)
     }
 
@@ -216,18 +226,20 @@ impl Admission {
                 if req.operation != admission::Operation::Create {
                     return (Ok(Allow::default()), Vec::new());
                 }
-                let Some(object) = req
-                    .object
-                    .as_ref()
-                    .and_then(|o| serde_json::to_value(o).ok())
-                else {
+                let Some(object) = req.object.as_ref() else {
                     return (Err(Deny("the request carries no Pod".into())), Vec::new());
                 };
                 let namespace = req.namespace.as_deref().unwrap_or_default();
+                // Read in place: annotations from the typed metadata, the spec as JSON.
+                let (annotations, spec) = (
+                    object.metadata.annotations.as_ref(),
+                    object.data.get("spec"),
+                );
                 let mutation = {
                     let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-                    validate::synced(&index)
-                        .and_then(|()| mutate::pod(&self.settings, &index, namespace, &object))
+                    validate::synced(&index).and_then(|()| {
+                        mutate::pod(&self.settings, &index, namespace, annotations, spec)
+                    })
                 };
                 let mutation = match mutation {
                     Ok(m) => m,
@@ -500,8 +512,21 @@ pub fn describe_json_error(error: &serde_json::Error) -> String {
     }
 }
 
-fn encode(response: AdmissionResponse, decision: Decision, kind: String) -> Outcome {
-    let body = serde_json::to_vec(&response.into_review()).unwrap_or_else(|_| {
+/// The AdmissionReview answer. The patch goes out base64-encoded, as the API
+/// defines `[]byte`: kube-rs would write it as an array of numbers, four times
+/// larger and slower to write and to read.
+fn encode(mut response: AdmissionResponse, decision: Decision, kind: String) -> Outcome {
+    use base64::Engine as _;
+    let patch = response.patch.take();
+    let review = serde_json::to_value(response.into_review()).map(|mut review| {
+        if let (Some(patch), Some(answer)) = (patch, review.get_mut("response")) {
+            answer["patch"] = base64::engine::general_purpose::STANDARD
+                .encode(patch)
+                .into();
+        }
+        review
+    });
+    let body = review.and_then(|r| serde_json::to_vec(&r)).unwrap_or_else(|_| {
         // Serialising a response made of strings cannot fail; keep a valid answer anyway.
         br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":false}}"#.to_vec()
     });
@@ -636,7 +661,11 @@ mod tests {
         let r = response(&outcome);
         assert_eq!(r["allowed"], true);
         assert_eq!(r["patchType"], "JSONPatch");
-        let bytes: Vec<u8> = serde_json::from_value(r["patch"].clone()).unwrap();
+        // base64, as the API defines []byte.
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(r["patch"].as_str().unwrap())
+            .unwrap();
         let patch: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(
             patch,

@@ -4,6 +4,11 @@ use clap::Parser;
 use credgate::args::Cli;
 use std::process::ExitCode;
 
+// Admission answers allocate many small JSON values on every worker thread:
+// mimalloc's thread-local heaps keep that off a shared lock.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -185,41 +185,71 @@ pub struct PodMutation {
 
 /// The patch and warnings for a Pod CREATE in a project namespace.
 ///
-/// Works on the Pod as JSON so that fields credgate does not know are never
-/// touched; the patch is the difference between the Pod and its injected
-/// form, so a second pass (reinvocation) yields an empty patch.
+/// Reads the Pod as JSON (fields credgate does not know are never touched) and
+/// appends only what is missing to each list, so a second pass (reinvocation)
+/// yields an empty patch. No copy of the Pod is made.
 pub fn pod(
     settings: &crate::policy::Settings,
     index: &crate::index::Index,
     namespace: &str,
-    pod: &serde_json::Value,
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+    spec: Option<&serde_json::Value>,
 ) -> Result<PodMutation, crate::policy::Deny> {
     use crate::policy::Deny;
-    let (requests, images) =
-        crate::workload::pod_json_parts(pod).map_err(|e| Deny(e.to_string()))?;
+    let requests = crate::workload::parse(annotations).map_err(|e| Deny(e.to_string()))?;
+    let images = crate::workload::images(spec);
     let plan = crate::resolve::plan(settings, index, namespace, &requests, images).map_err(Deny)?;
-    let mut injected = pod.clone();
-    let warnings = inject(&mut injected, &plan);
+    let mut ops = Vec::new();
+    let warnings = inject(spec, &plan, &mut ops);
     Ok(PodMutation {
-        ops: json_patch::diff(pod, &injected).0,
+        ops,
         warnings,
         missing_copies: plan.missing_copies,
     })
 }
 
-fn array<'a>(parent: &'a mut serde_json::Value, key: &str) -> &'a mut Vec<serde_json::Value> {
-    use serde_json::Value;
-    let slot = parent
-        .as_object_mut()
-        .map(|o| o.entry(key).or_insert_with(|| Value::Array(Vec::new())));
-    match slot {
-        Some(v) => {
-            if !v.is_array() {
-                *v = Value::Array(Vec::new());
-            }
-            v.as_array_mut().unwrap_or_else(|| unreachable!())
+/// Items to append to one list of the Pod.
+struct Append<'a> {
+    tokens: Vec<&'a str>,
+    existing: Option<&'a Vec<serde_json::Value>>,
+    added: Vec<serde_json::Value>,
+}
+
+impl<'a> Append<'a> {
+    fn new(parent: &'a serde_json::Value, tokens: Vec<&'a str>) -> Self {
+        let key = tokens.last().copied().unwrap_or_default();
+        Append {
+            existing: parent.get(key).and_then(serde_json::Value::as_array),
+            tokens,
+            added: Vec::new(),
         }
-        None => unreachable!("pods are JSON objects"),
+    }
+
+    /// The first item (existing or added) that `matches`.
+    fn find(&self, matches: impl Fn(&serde_json::Value) -> bool) -> Option<&serde_json::Value> {
+        self.existing
+            .into_iter()
+            .flatten()
+            .chain(&self.added)
+            .find(|v| matches(v))
+    }
+
+    /// Appends to the list, or adds the list when the Pod has none.
+    fn finish(self, ops: &mut Vec<PatchOperation>) {
+        if self.added.is_empty() {
+            return;
+        }
+        match self.existing {
+            Some(_) => {
+                let mut tokens = self.tokens;
+                tokens.push("-");
+                ops.extend(self.added.into_iter().map(|v| patch::add(&tokens, v)));
+            }
+            None => ops.push(patch::add(
+                &self.tokens,
+                serde_json::Value::Array(self.added),
+            )),
+        }
     }
 }
 
@@ -230,62 +260,75 @@ pub fn volume_name(credential: &str) -> String {
     name.trim_end_matches('-').to_owned()
 }
 
-fn inject(pod: &mut serde_json::Value, plan: &crate::resolve::Plan) -> Vec<String> {
+fn inject(
+    spec: Option<&serde_json::Value>,
+    plan: &crate::resolve::Plan,
+    ops: &mut Vec<PatchOperation>,
+) -> Vec<String> {
     use serde_json::{Value, json};
     let mut warnings = Vec::new();
-    let Some(spec) = pod.get_mut("spec") else {
+    let Some(spec) = spec.filter(|s| s.is_object()) else {
         return warnings;
     };
+    let mut volumes = Append::new(spec, vec!["spec", "volumes"]);
     for (credential, secret, _) in &plan.volumes {
         let name = volume_name(credential);
-        let volumes = array(spec, "volumes");
-        if !volumes.iter().any(|v| v["name"] == name.as_str()) {
-            volumes.push(json!({"name": name, "secret": {"secretName": secret, "defaultMode": SECRET_VOLUME_MODE}}));
+        if volumes.find(|v| v["name"] == name.as_str()).is_none() {
+            volumes.added.push(json!({"name": name, "secret": {"secretName": secret, "defaultMode": SECRET_VOLUME_MODE}}));
         }
     }
+    volumes.finish(ops);
+    let mut pulls = Append::new(spec, vec!["spec", "imagePullSecrets"]);
     for secret in &plan.pull_secrets {
-        let pulls = array(spec, "imagePullSecrets");
-        if !pulls.iter().any(|p| p["name"] == secret.as_str()) {
-            pulls.push(json!({"name": secret}));
+        if pulls.find(|p| p["name"] == secret.as_str()).is_none() {
+            pulls.added.push(json!({"name": secret}));
         }
     }
+    pulls.finish(ops);
     for list in ["initContainers", "containers"] {
-        let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) else {
+        let Some(containers) = spec.get(list).and_then(Value::as_array) else {
             continue;
         };
-        for container in containers {
-            let cname = container["name"].as_str().unwrap_or_default().to_owned();
+        for (i, container) in containers.iter().enumerate() {
+            let index = i.to_string();
+            let at = |key: &'static str| vec!["spec", list, index.as_str(), key];
+            let cname = container["name"].as_str().unwrap_or_default();
+            let mut vars = Append::new(container, at("env"));
             for (env, secret, key) in &plan.env {
                 let value = json!({"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}});
-                let vars = array(container, "env");
-                match vars.iter().find(|v| v["name"] == env.as_str()) {
-                    None => vars.push(value),
+                match vars.find(|v| v["name"] == env.as_str()) {
+                    None => vars.added.push(value),
                     Some(existing) if *existing == value => {}
                     Some(_) => warnings.push(format!(
                         "container {cname:?} sets {env} itself; its own value wins over the credential annotation"
                     )),
                 }
             }
+            vars.finish(ops);
+            let mut sources = Append::new(container, at("envFrom"));
             for secret in &plan.env_from {
-                let sources = array(container, "envFrom");
-                if !sources
-                    .iter()
-                    .any(|s| s["secretRef"]["name"] == secret.as_str())
+                if sources
+                    .find(|s| s["secretRef"]["name"] == secret.as_str())
+                    .is_none()
                 {
-                    sources.push(json!({"secretRef": {"name": secret}}));
+                    sources.added.push(json!({"secretRef": {"name": secret}}));
                 }
             }
+            sources.finish(ops);
+            let mut mounts = Append::new(container, at("volumeMounts"));
             for (credential, _, path) in &plan.volumes {
                 let name = volume_name(credential);
-                let mounts = array(container, "volumeMounts");
-                match mounts.iter().find(|m| m["mountPath"] == path.as_str()) {
-                    None => mounts.push(json!({"name": name, "mountPath": path, "readOnly": true})),
+                match mounts.find(|m| m["mountPath"] == path.as_str()) {
+                    None => mounts
+                        .added
+                        .push(json!({"name": name, "mountPath": path, "readOnly": true})),
                     Some(m) if m["name"] == name.as_str() => {}
                     Some(_) => warnings.push(format!(
                         "container {cname:?} already mounts something at {path}; credential {credential:?} is not mounted there"
                     )),
                 }
             }
+            mounts.finish(ops);
         }
     }
     warnings.sort();
@@ -305,9 +348,21 @@ mod pod_tests {
                "spec": {"containers": containers, "initContainers": [{"name": "init", "image": "busybox"}]}})
     }
 
+    /// `mutate::pod` on a Pod given as JSON.
+    fn decide(p: &Value) -> Result<super::PodMutation, crate::policy::Deny> {
+        let annotations: Option<std::collections::BTreeMap<String, String>> =
+            serde_json::from_value(p["metadata"]["annotations"].clone()).ok();
+        super::pod(
+            &Settings::default(),
+            &index(),
+            "team-a",
+            annotations.as_ref(),
+            p.get("spec"),
+        )
+    }
+
     fn mutated(p: &Value) -> (Value, Vec<String>) {
-        let super::PodMutation { ops, warnings, .. } =
-            super::pod(&Settings::default(), &index(), "team-a", p).unwrap();
+        let super::PodMutation { ops, warnings, .. } = decide(p).unwrap();
         let mut out = p.clone();
         json_patch::patch(&mut out, &ops).unwrap();
         (out, warnings)
@@ -367,9 +422,7 @@ mod pod_tests {
             once["spec"]["imagePullSecrets"],
             json!([{"name": "ghcr"}, {"name": "hub"}])
         );
-        let ops = super::pod(&Settings::default(), &index(), "team-a", &once)
-            .unwrap()
-            .ops;
+        let ops = decide(&once).unwrap().ops;
         assert!(ops.is_empty(), "a second pass changes nothing: {ops:?}");
     }
 
@@ -407,13 +460,13 @@ mod pod_tests {
             json!({"run.ai/s3-credential": "ghcr"}),
             json!([{"name": "a", "image": "nginx"}]),
         );
-        let err = super::pod(&Settings::default(), &index(), "team-a", &p).unwrap_err();
+        let err = decide(&p).unwrap_err();
         assert!(err.0.contains("must be of type access-key"), "{err}");
         let p = pod(
             json!({"run.ai/credentials-env": "nope"}),
             json!([{"name": "a", "image": "nginx"}]),
         );
-        let err = super::pod(&Settings::default(), &index(), "team-a", &p).unwrap_err();
+        let err = decide(&p).unwrap_err();
         assert!(
             err.0
                 .contains("\"nope\" must look like ENV=<credential>:<key>"),

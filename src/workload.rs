@@ -334,17 +334,17 @@ pub fn pod_json_parts(pod: &serde_json::Value) -> Result<(Requests, Vec<&str>), 
         .pointer("/metadata/annotations")
         .and_then(|a| serde_json::from_value(a.clone()).ok());
     let requests = parse(annotations.as_ref())?;
-    let images = ["containers", "initContainers"]
+    Ok((requests, images(pod.get("spec"))))
+}
+
+/// The container and init-container images of a pod spec given as JSON.
+pub fn images(spec: Option<&serde_json::Value>) -> Vec<&str> {
+    ["containers", "initContainers"]
         .iter()
-        .flat_map(|list| {
-            pod.pointer(&format!("/spec/{list}"))
-                .and_then(|v| v.as_array())
-                .into_iter()
-                .flatten()
-        })
+        .filter_map(|list| spec?.get(list)?.as_array())
+        .flatten()
         .filter_map(|c| c.get("image")?.as_str())
-        .collect();
-    Ok((requests, images))
+        .collect()
 }
 
 /// Secrets a pod spec names natively: pull secrets, env, envFrom, volumes and projected sources.

@@ -49,3 +49,8 @@ pub fn training_pod(namespace: &str) -> serde_json::Value {
             {"name": "metrics", "image": "quay.io/org/exporter:2"}]},
     })
 }
+
+/// The annotations of a pod given as JSON (as the admission path reads them from typed metadata).
+pub fn annotations(pod: &serde_json::Value) -> Option<std::collections::BTreeMap<String, String>> {
+    serde_json::from_value(pod["metadata"]["annotations"].clone()).ok()
+}
