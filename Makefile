@@ -2,7 +2,7 @@
 SHELL := bash
 CARGO ?= cargo
 
-.PHONY: all build run test bench bench-micro lint e2e k8s-bins down clean
+.PHONY: all build run test bench bench-micro reliability lint e2e k8s-bins down clean
 
 all: build
 
@@ -31,6 +31,10 @@ bench-micro:
 	$(CARGO) bench --bench decisions
 	$(CARGO) run --release --quiet --example index_footprint
 	$(CARGO) run --release --quiet --example decision_latency
+
+## Reliability and security suite: bad input, fuzzing, the e2e suite at trace level with a secret-leak check.
+reliability: k8s-bins
+	scripts/reliability
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -462,3 +462,173 @@ async fn admin_port_reports_health_and_metrics() {
     );
     server.stop().await;
 }
+
+/// A request of `kind` (`group`/`version`/`resource`) with `object` and `old_object`.
+fn admission_review(
+    gvk: (&str, &str, &str, &str),
+    sub_resource: Option<&str>,
+    operation: &str,
+    object: Value,
+    old_object: Value,
+) -> Value {
+    let (group, version, kind, resource) = gvk;
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "bad-1", "kind": {"group": group, "version": version, "kind": kind},
+        "resource": {"group": group, "version": version, "resource": resource},
+        "subResource": sub_resource, "name": "x", "namespace": "team-a", "operation": operation,
+        "userInfo": {"username": "alice"}, "object": object, "oldObject": old_object, "dryRun": false}})
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The bad-input classes not covered above: each gets a well-formed answer
+/// that says what is wrong, and memory stays bounded across many of them.
+#[tokio::test]
+async fn more_bad_input_classes_get_well_formed_answers() {
+    let server = TestServer::start().await;
+    let http = client(&server.ca_pem(), true);
+    let secret = |annotations: Value| {
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+               "metadata": {"name": "x", "namespace": "team-a",
+                            "labels": {"run.ai/resource": "generic"}, "annotations": annotations},
+               "data": {"token": "dg=="}})
+    };
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "namespace": "team-a"},
+                     "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+    let secret_gvk = ("", "v1", "Secret", "secrets");
+    let pod_gvk = ("", "v1", "Pod", "pods");
+    let many: serde_json::Map<String, Value> = (0..5000)
+        .map(|i| (format!("example.com/a{i}"), json!("v")))
+        .collect();
+    // (class, endpoint, body, expected: Some(allowed) for an AdmissionReview, None for HTTP 400, message fragment)
+    let cases: Vec<(&str, &str, Vec<u8>, Option<bool>, &str)> = vec![
+        (
+            "wrong review kind",
+            "/validate",
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"Other","request":{"uid":"u"}}"#.to_vec(),
+            Some(false),
+            "",
+        ),
+        (
+            "missing uid",
+            "/validate",
+            serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"kind": {"group": "", "version": "v1", "kind": "Secret"}}})).unwrap(),
+            None,
+            "a field is missing",
+        ),
+        (
+            "unknown resource kind",
+            "/validate",
+            serde_json::to_vec(&admission_review(("", "v1", "ConfigMap", "configmaps"), None, "CREATE", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}), Value::Null)).unwrap(),
+            Some(false),
+            "does not handle",
+        ),
+        (
+            "pods/status subresource",
+            "/mutate",
+            serde_json::to_vec(&admission_review(pod_gvk, Some("status"), "UPDATE", pod.clone(), pod.clone())).unwrap(),
+            Some(false),
+            "subresource status",
+        ),
+        (
+            "pods/ephemeralcontainers subresource",
+            "/mutate",
+            serde_json::to_vec(&admission_review(pod_gvk, Some("ephemeralcontainers"), "UPDATE", pod.clone(), pod.clone())).unwrap(),
+            Some(false),
+            "subresource ephemeralcontainers",
+        ),
+        (
+            "oldObject-only DELETE",
+            "/validate",
+            serde_json::to_vec(&admission_review(secret_gvk, None, "DELETE", Value::Null, secret(json!({})))).unwrap(),
+            Some(true),
+            "",
+        ),
+        (
+            "a 1 MiB annotation value",
+            "/validate",
+            serde_json::to_vec(&admission_review(secret_gvk, None, "CREATE", secret(json!({"run.ai/description": "d".repeat(1 << 20)})), Value::Null)).unwrap(),
+            Some(false),
+            "run.ai/description",
+        ),
+        (
+            "5,000 annotations",
+            "/mutate",
+            serde_json::to_vec(&admission_review(pod_gvk, None, "CREATE", json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "namespace": "team-a", "annotations": many}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}), Value::Null)).unwrap(),
+            Some(true),
+            "",
+        ),
+        (
+            "non-UTF-8 annotation value",
+            "/validate",
+            {
+                let mut body = serde_json::to_vec(&admission_review(secret_gvk, None, "CREATE", secret(json!({"run.ai/description": "XXXX"})), Value::Null)).unwrap();
+                let at = body.windows(4).position(|w| w == b"XXXX").unwrap();
+                body.splice(at..at + 4, [0xff, 0xfe, 0xc3, 0x28]);
+                body
+            },
+            Some(false),
+            "",
+        ),
+    ];
+    let before = rss_kib();
+    for round in 0..20 {
+        for (class, endpoint, body, expected, fragment) in &cases {
+            let resp = http
+                .post(server.url(endpoint))
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{class}: {e}"));
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap();
+            match expected {
+                None => {
+                    assert_eq!(status, 400, "{class}: {text}");
+                    assert!(
+                        text.contains(fragment),
+                        "{class}: {text:?} lacks {fragment:?}"
+                    );
+                }
+                Some(allowed) => {
+                    assert_eq!(status, 200, "{class}: {text}");
+                    let review: Value = serde_json::from_str(&text).unwrap();
+                    let response = &review["response"];
+                    assert_eq!(response["allowed"], *allowed, "{class}: {text}");
+                    let message = response["status"]["message"].as_str().unwrap_or_default();
+                    assert!(
+                        message.contains(fragment),
+                        "{class}: {message:?} lacks {fragment:?}"
+                    );
+                    if !allowed {
+                        assert!(!message.is_empty(), "{class}: a denial says why");
+                    }
+                }
+            }
+        }
+        if round == 0 {
+            // Still serving correctly after each class once.
+            let ok = review_response(
+                http.post(server.url("/validate"))
+                    .body(fixture("secret-access-key-create.json"))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(ok["allowed"], true);
+        }
+    }
+    // 180 bad requests of up to 1 MiB each: memory does not grow with them.
+    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    assert!(grown_mib < 64, "RSS grew by {grown_mib} MiB");
+    server.stop().await;
+}
