@@ -140,6 +140,8 @@ fn credgate_with(_c: &Cluster, kubeconfig: &Path, args: &[&str]) -> Output {
         .args(args)
         .env("KUBECONFIG", kubeconfig)
         .env_remove("RUST_BACKTRACE")
+        // The CLI's own default (no logs), even when the suite runs credgate at trace.
+        .env_remove("CREDGATE_LOG")
         .stdin(Stdio::null())
         .output()
         .expect("credgate runs")
@@ -468,6 +470,7 @@ fn watch(c: &Cluster) {
             &f.other,
         ])
         .env("KUBECONFIG", &c.kubeconfig)
+        .env_remove("CREDGATE_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -543,6 +546,7 @@ fn kubectl_plugin(c: &Cluster) {
         ])
         .env("KUBECONFIG", &c.kubeconfig)
         .env("PATH", path)
+        .env_remove("CREDGATE_LOG")
         .output()
         .unwrap();
     assert!(

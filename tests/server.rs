@@ -479,6 +479,15 @@ fn admission_review(
         "userInfo": {"username": "alice"}, "object": object, "oldObject": old_object, "dryRun": false}})
 }
 
+/// (class, endpoint, body, `Some(allowed)` for an AdmissionReview answer or `None` for HTTP 400, message fragment)
+type BadInput = (
+    &'static str,
+    &'static str,
+    Vec<u8>,
+    Option<bool>,
+    &'static str,
+);
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap()
@@ -507,8 +516,7 @@ async fn more_bad_input_classes_get_well_formed_answers() {
     let many: serde_json::Map<String, Value> = (0..5000)
         .map(|i| (format!("example.com/a{i}"), json!("v")))
         .collect();
-    // (class, endpoint, body, expected: Some(allowed) for an AdmissionReview, None for HTTP 400, message fragment)
-    let cases: Vec<(&str, &str, Vec<u8>, Option<bool>, &str)> = vec![
+    let cases: Vec<BadInput> = vec![
         (
             "wrong review kind",
             "/validate",
