@@ -568,6 +568,12 @@ fn builtin_rotation(c: &Cluster) {
     eventually(30, "credgate to publish its CA as the caBundle", || {
         !bundle().is_empty()
     });
+    // The bundle is published before the server binds: wait until it serves.
+    eventually(30, "the replica to serve with the published CA", || {
+        c.runtime
+            .block_on(presented(&format!("127.0.0.1:{port}"), &bundle()))
+            .is_ok()
+    });
 
     let client = c.client();
     let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client, &ns);
