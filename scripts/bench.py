@@ -162,15 +162,10 @@ def request(kind, resource, ns, name, operation, obj=None, old=None):
 
 
 def training_pod(ns):
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "train", "namespace": ns, "annotations": {
-                "run.ai/credentials-env": "DB_URL=db:url, DB_TOKEN=db:token",
-                "run.ai/credentials-volume": "db:/etc/db",
-                "run.ai/s3-credential": "s3", "run.ai/git-credential": "git"}},
-            "spec": {"containers": [
-                {"name": "main", "image": "ghcr.io/org/train:1", "env": [{"name": "EPOCHS", "value": "3"}]},
-                {"name": "sidecar", "image": "nginx:1.27"},
-                {"name": "metrics", "image": "quay.io/org/exporter:2"}]}}
+    """The pod of the criterion benchmark (benches/data/training-pod.json) in namespace `ns`."""
+    pod = json.loads((REPO / "benches/data/training-pod.json").read_text())
+    pod["metadata"]["namespace"] = ns
+    return pod
 
 
 def b64(s):

@@ -295,16 +295,7 @@ async fn bad_input_gets_clear_answers_and_the_server_keeps_serving() {
                 .contains("a field is missing or has the wrong type")
         );
 
-        // Still serving correctly.
-        let ok = review_response(
-            http.post(server.url("/validate"))
-                .body(fixture("secret-access-key-create.json"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(ok["allowed"], true);
+        assert_still_serving(&server, &http).await;
     }
     server.stop().await;
 }
@@ -461,6 +452,19 @@ async fn admin_port_reports_health_and_metrics() {
         "{metrics}"
     );
     server.stop().await;
+}
+
+/// A valid review after bad input is still answered correctly.
+async fn assert_still_serving(server: &TestServer, http: &reqwest::Client) {
+    let ok = review_response(
+        http.post(server.url("/validate"))
+            .body(fixture("secret-access-key-create.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(ok["allowed"], true);
 }
 
 /// A request of `kind` (`group`/`version`/`resource`) with `object` and `old_object`.
@@ -624,15 +628,7 @@ async fn more_bad_input_classes_get_well_formed_answers() {
         }
         if round == 0 {
             // Still serving correctly after each class once.
-            let ok = review_response(
-                http.post(server.url("/validate"))
-                    .body(fixture("secret-access-key-create.json"))
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await;
-            assert_eq!(ok["allowed"], true);
+            assert_still_serving(&server, &http).await;
         }
     }
     // 180 bad requests of up to 1 MiB each: memory does not grow with them.

@@ -35,19 +35,13 @@ pub fn add_pod_credentials(index: &mut Index, namespace: &str) {
     }
 }
 
-/// A 3-container pod with 5 credential references (env ×2, volume, S3, Git) and one matching registry.
+/// A 3-container pod with 5 credential references (env ×2, volume, S3, Git) and one matching
+/// registry: `benches/data/training-pod.json`, which `make bench` also sends over the wire.
 pub fn training_pod(namespace: &str) -> serde_json::Value {
-    serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "train", "namespace": namespace, "annotations": {
-            "run.ai/credentials-env": "DB_URL=db:url, DB_TOKEN=db:token",
-            "run.ai/credentials-volume": "db:/etc/db",
-            "run.ai/s3-credential": "s3", "run.ai/git-credential": "git"}},
-        "spec": {"containers": [
-            {"name": "main", "image": "ghcr.io/org/train:1", "env": [{"name": "EPOCHS", "value": "3"}]},
-            {"name": "sidecar", "image": "nginx:1.27"},
-            {"name": "metrics", "image": "quay.io/org/exporter:2"}]},
-    })
+    let mut pod: serde_json::Value =
+        serde_json::from_str(include_str!("../data/training-pod.json")).expect("valid JSON");
+    pod["metadata"]["namespace"] = namespace.into();
+    pod
 }
 
 /// The annotations of a pod given as JSON (as the admission path reads them from typed metadata).
