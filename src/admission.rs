@@ -19,9 +19,11 @@ use crate::copies::Source;
 use crate::credential::annotation;
 use crate::index::Index;
 use crate::policy::{Allow, Change, Deny, Operation, Settings, Verdict, secret_meta};
+use crate::recent::{AdmittedUsers, BeingDeleted, PodName};
 use crate::watch::SharedIndex;
 use crate::workload::WorkloadKind;
 use crate::{mutate, patch, validate};
+use std::time::Instant;
 
 const API_VERSION: &str = "admission.k8s.io/v1";
 const KIND: &str = "AdmissionReview";
@@ -203,9 +205,14 @@ impl Admission {
                 let change = change(req, object.as_ref(), old_object.as_ref());
                 match endpoint {
                     Endpoint::Validate => {
+                        // One read of the snapshot for the rules and the DELETE
+                        // record: no watch event can fall between them.
                         let verdict = {
                             let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-                            validate::secret(&self.settings, &index, &change)
+                            validate::secret(&self.settings, &index, &change).and_then(|allow| {
+                                self.note_delete(&index, &change, req.dry_run)
+                                    .map(|()| allow)
+                            })
                         };
                         let verdict = match verdict {
                             Ok(allow) => self
@@ -252,6 +259,13 @@ impl Admission {
                 {
                     return (Err(deny), Vec::new());
                 }
+                let name = match (&object.metadata.name, &object.metadata.generate_name) {
+                    (Some(name), _) if !name.is_empty() => PodName::Exact(name.clone()),
+                    (_, prefix) => PodName::Generated(prefix.clone().unwrap_or_default()),
+                };
+                if let Err(deny) = self.note_pod(namespace, name, &mutation.uses, req.dry_run) {
+                    return (Err(deny), Vec::new());
+                }
                 (
                     Ok(Allow {
                         warnings: mutation.warnings,
@@ -280,6 +294,69 @@ impl Admission {
 }
 
 impl Admission {
+    /// A pod about to be admitted is refused while a credential it uses is
+    /// being deleted, else recorded until the watch shows it (see [`crate::recent`]).
+    fn note_pod(
+        &self,
+        namespace: &str,
+        name: PodName,
+        uses: &[String],
+        dry_run: bool,
+    ) -> Result<(), Deny> {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        index
+            .recent()
+            .admit_pod(namespace, name, uses, !dry_run, Instant::now())
+            .map_err(|BeingDeleted(credential)| {
+                Deny(format!(
+                    "credential {credential:?} is being deleted, so this pod cannot use it; if the deletion was refused, retry in a few seconds"
+                ))
+            })
+    }
+
+    /// A credential DELETE the snapshot allows is refused while a pod admitted
+    /// moments ago uses it, else recorded for pods about to name it.
+    fn note_delete(
+        &self,
+        index: &Index,
+        change: &Change<'_, Secret>,
+        dry_run: bool,
+    ) -> Result<(), Deny> {
+        let Some(old) = change
+            .old_object
+            .filter(|_| change.operation == Operation::Delete)
+        else {
+            return Ok(());
+        };
+        let meta = secret_meta(old, change.namespace);
+        if !meta.is_credential() {
+            return Ok(());
+        }
+        let keys: Vec<(String, String)> =
+            validate::deleted_credentials(&self.settings, index, &meta)
+                .into_iter()
+                .filter_map(|((ns, secret), credential)| {
+                    let uid = if secret == meta.name {
+                        old.metadata.uid.clone()
+                    } else {
+                        index.secret(&ns, &secret).map(|info| info.uid.clone())
+                    };
+                    Some((uid?, credential))
+                })
+                .collect();
+        index
+            .recent()
+            .delete(&keys, !dry_run, Instant::now())
+            .map_err(|AdmittedUsers(pods)| {
+                Deny(format!(
+                    "credential {:?} is in use by {} admitted moments ago: {}; remove these references (or delete the pods) first",
+                    meta.credential_name(),
+                    if pods.len() == 1 { "a pod" } else { "pods" },
+                    pods.join(", ")
+                ))
+            })
+    }
+
     /// No pod before its copy: creates the missing copies of cluster and
     /// department credentials in the pod's namespace before answering.
     async fn ensure_copies(&self, namespace: &str, sources: &[String]) -> Result<(), Deny> {

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::credential::{CredentialType, Meta, Scope, annotation};
+use crate::recent::Recent;
 use crate::workload::{Reference, WorkloadKind};
 
 /// An interned string.
@@ -140,6 +141,8 @@ pub struct Index {
     workloads: HashMap<Sym, NamespaceWorkloads>,
     /// Sources whose first full list has not arrived, or whose watch is failing.
     not_synced: BTreeMap<String, String>,
+    /// Decisions the watches have not shown yet (see [`crate::recent`]).
+    recent: std::sync::Mutex<Recent>,
 }
 
 impl Index {
@@ -318,6 +321,18 @@ impl Index {
         self.copies.get(name).cloned().unwrap_or_default()
     }
 
+    // ---- decisions not yet shown by the watches ----
+
+    /// The records of [`crate::recent`]: checked and updated in one step by
+    /// the pod and DELETE decisions, which hold only a read lock on the index.
+    pub fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn recent_mut(&mut self) -> &mut Recent {
+        self.recent.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
     // ---- workloads ----
 
     /// Records (or replaces) what a workload references; an empty list removes it.
@@ -328,6 +343,9 @@ impl Index {
         name: &str,
         references: impl IntoIterator<Item = Reference>,
     ) {
+        if kind == WorkloadKind::Pod {
+            self.recent_mut().pod_stored(namespace, name);
+        }
         let mut refs: Refs = references
             .into_iter()
             .map(|r| match r {

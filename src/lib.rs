@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod mutate;
 pub mod patch;
 pub mod policy;
+pub mod recent;
 pub mod registry;
 pub mod resolve;
 pub mod server;

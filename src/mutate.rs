@@ -181,6 +181,8 @@ pub struct PodMutation {
     pub ops: Vec<PatchOperation>,
     pub warnings: Vec<String>,
     pub missing_copies: Vec<String>,
+    /// The uids of the credentials' own Secrets.
+    pub uses: Vec<String>,
 }
 
 /// The patch and warnings for a Pod CREATE in a project namespace.
@@ -205,6 +207,7 @@ pub fn pod(
         ops,
         warnings,
         missing_copies: plan.missing_copies,
+        uses: plan.uses,
     })
 }
 

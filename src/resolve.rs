@@ -21,6 +21,8 @@ pub struct Resolved {
     pub secret: String,
     /// `(namespace, name)` of the credential's own Secret.
     pub source: (String, String),
+    /// The uid of the credential's own Secret.
+    pub uid: String,
     pub kind: Option<CredentialType>,
     /// Data key names, when credgate has stamped them.
     pub keys: Option<Vec<String>>,
@@ -63,6 +65,7 @@ fn resolved(
     Ok(Resolved {
         name: info.credential_name.clone(),
         source: (namespace.to_owned(), credential.to_owned()),
+        uid: info.uid.clone(),
         secret,
         kind: info.kind,
         keys: data.keys.clone(),
@@ -178,6 +181,8 @@ pub struct Plan {
     pub pull_secrets: Vec<String>,
     /// Sources (in the credentials namespace) whose copies must exist before the pod.
     pub missing_copies: Vec<String>,
+    /// The uids of the credentials' own Secrets: what the pod will use.
+    pub uses: Vec<String>,
 }
 
 fn require(resolved: &Resolved, kind: CredentialType, annotation: &str) -> Result<(), String> {
@@ -217,9 +222,11 @@ pub fn plan<'i>(
     use crate::workload::{ImagePull, annotation as a};
     let mut plan = Plan::default();
     let missing = std::cell::RefCell::new(Vec::new());
+    let uses = std::cell::RefCell::new(Vec::new());
     let get = |name: &str| {
         let r = credential(settings, index, namespace, name)?;
         missing.borrow_mut().extend(r.missing_copy.clone());
+        uses.borrow_mut().push(r.uid.clone());
         Ok::<_, String>(r)
     };
     for e in &requests.env {
@@ -283,6 +290,7 @@ pub fn plan<'i>(
                 .collect();
             for r in auto_pull(settings, index, namespace, &hosts) {
                 missing.borrow_mut().extend(r.missing_copy);
+                uses.borrow_mut().push(r.uid);
                 plan.pull_secrets.push(r.secret);
             }
         }
@@ -292,6 +300,10 @@ pub fn plan<'i>(
     missing.sort();
     missing.dedup();
     plan.missing_copies = missing;
+    let mut uses = uses.into_inner();
+    uses.sort();
+    uses.dedup();
+    plan.uses = uses;
     Ok(plan)
 }
 

@@ -249,26 +249,55 @@ fn unique_name(
     Ok(())
 }
 
-/// DELETE of a credential, or of the existing Secret behind one, while workloads use it.
-fn in_use(settings: &Settings, index: &Index, meta: &Meta<'_>) -> Verdict {
-    // The credentials this Secret is, or backs.
-    let mut credentials: Vec<(String, Option<crate::credential::Scope>)> = Vec::new();
+/// The credentials a DELETE of `meta` removes: the Secret itself, or the
+/// credentials an existing Secret backs. `(Secret name, credential name, scope)`;
+/// the Secrets are in `meta.namespace`.
+fn deleted(
+    settings: &Settings,
+    index: &Index,
+    meta: &Meta<'_>,
+) -> (bool, Vec<(String, String, Option<Scope>)>) {
     let backed: Vec<_> = index
         .secrets_in(meta.namespace)
         .filter(|(_, info)| info.existing_secret.as_deref() == Some(meta.name))
-        .map(|(_, info)| (info.credential_name.clone(), info.scope.clone()))
+        .map(|(secret, info)| {
+            (
+                secret.to_owned(),
+                info.credential_name.clone(),
+                info.scope.clone(),
+            )
+        })
         .collect();
-    let is_backing = !backed.is_empty();
-    credentials.extend(backed);
-    if !is_backing {
-        credentials.push((
-            meta.credential_name().to_owned(),
-            meta.scope(&settings.credentials_namespace).ok(),
-        ));
+    if !backed.is_empty() {
+        return (true, backed);
     }
+    let own = (
+        meta.name.to_owned(),
+        meta.credential_name().to_owned(),
+        meta.scope(&settings.credentials_namespace).ok(),
+    );
+    (false, vec![own])
+}
+
+/// The credentials a DELETE of Secret `meta` removes, as `((namespace, Secret), credential name)`.
+pub fn deleted_credentials(
+    settings: &Settings,
+    index: &Index,
+    meta: &Meta<'_>,
+) -> Vec<((String, String), String)> {
+    deleted(settings, index, meta)
+        .1
+        .into_iter()
+        .map(|(secret, name, _)| ((meta.namespace.to_owned(), secret), name))
+        .collect()
+}
+
+/// DELETE of a credential, or of the existing Secret behind one, while workloads use it.
+fn in_use(settings: &Settings, index: &Index, meta: &Meta<'_>) -> Verdict {
+    let (is_backing, credentials) = deleted(settings, index, meta);
     let mut total = 0;
     let mut listed = Vec::new();
-    for (name, scope) in &credentials {
+    for (_, name, scope) in &credentials {
         let scope = scope.clone().unwrap_or(Scope::Project);
         let namespaces = index.visible_in(&scope, meta.namespace);
         // Native references name the Secret itself in its own namespace, or its
@@ -292,7 +321,7 @@ fn in_use(settings: &Settings, index: &Index, meta: &Meta<'_>) -> Verdict {
     let what = if is_backing {
         format!(
             "the Secret {:?} backs credential {:?}, which",
-            meta.name, credentials[0].0
+            meta.name, credentials[0].1
         )
     } else {
         format!("credential {:?}", meta.credential_name())

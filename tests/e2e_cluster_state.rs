@@ -1,6 +1,7 @@
 //! End to end: the rules that depend on cluster state, through the real
 //! kube-apiserver — placement, unique names, existing-secret claims (also with
-//! two credgate processes at once), in-use deletion, restart and not-yet-synced.
+//! two credgate processes at once), in-use deletion and its race with pod
+//! creation, restart and not-yet-synced.
 
 mod cluster;
 
@@ -23,6 +24,10 @@ fn main() {
             (
                 "concurrent_claims_through_two_credgates_have_one_winner",
                 concurrent_claims,
+            ),
+            (
+                "a_delete_racing_a_pod_create_never_both_win",
+                delete_racing_pod_create,
             ),
             ("in_use_credentials_cannot_be_deleted", in_use_deletion),
             (
@@ -247,7 +252,7 @@ fn concurrent_claims(c: &Cluster) {
         );
         replica.answered() > 0
     });
-    let rounds = 20;
+    let rounds = ROUNDS;
     for round in 0..rounds {
         let existing = format!("pull-{round}");
         c.kubectl_ok(
@@ -303,6 +308,130 @@ fn concurrent_claims(c: &Cluster) {
     assert!(
         replica.answered() >= 2 * rounds as u64,
         "the second credgate took part"
+    );
+    cluster::report(
+        "double-claims",
+        serde_json::json!({"rounds": rounds, "rounds_with_one_winner": rounds, "credgate_processes": 2}),
+    );
+}
+
+/// Rounds of each race (issue 10).
+const ROUNDS: usize = 100;
+
+/// A pod naming a credential and the DELETE of that credential, sent at the
+/// same moment through the API server (two credgate processes validate the
+/// DELETE; one mutates pods). Whichever credgate decides second sees the
+/// first: never are both allowed, so no pod is ever stored with a credential
+/// deleted under it.
+fn delete_racing_pod_create(c: &Cluster) {
+    use k8s_openapi::api::core::v1::{Pod, Secret};
+    use kube::api::{Api, DeleteParams, PostParams};
+    let ns = c.namespace(
+        "delrace",
+        &[("runai/queue", "delrace"), (REPLICA_LABEL, "del")],
+    );
+    let replica = c.replica("del", None);
+    eventually(60, "the second credgate to sync", || replica.is_ready());
+    let client = c.client();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client, &ns);
+    let pod = |name: &str, credential: &str| -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "annotations": {"run.ai/credentials-env": format!("TOKEN={credential}:token")}},
+            "spec": {"containers": [{"name": "main", "image": "busybox"}]},
+        }))
+        .unwrap()
+    };
+    let refused =
+        |e: &kube::Error| matches!(e, kube::Error::Api(s) if s.code == 400 || s.code == 403);
+    let message = |e: &kube::Error| match e {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    };
+    let mut tally: std::collections::BTreeMap<&str, usize> = Default::default();
+    for round in 0..ROUNDS {
+        let credential = format!("db-{round}");
+        c.kubectl_ok(
+            &["apply", "-f", "-"],
+            Some(&generic(&ns, &credential, "", "")),
+        );
+        // The pod path knows the credential: a server dry run of the pod is admitted.
+        let dry_run = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        eventually(30, "credgate to see the new credential", || {
+            c.runtime
+                .block_on(pods.create(&dry_run, &pod("probe", &credential)))
+                .is_ok()
+        });
+        // A stagger of 0-6 ms, alternately before either request, moves the
+        // race window across both orders.
+        let stagger = std::time::Duration::from_millis((round % 7) as u64);
+        let name = format!("p-{round}");
+        let (created, deleted) = c.runtime.block_on(async {
+            let wait = |first: bool| async move {
+                if first == (round % 2 == 0) {
+                    tokio::time::sleep(stagger).await;
+                }
+            };
+            tokio::join!(
+                async {
+                    wait(true).await;
+                    pods.create(&PostParams::default(), &pod(&name, &credential))
+                        .await
+                },
+                async {
+                    wait(false).await;
+                    secrets.delete(&credential, &DeleteParams::default()).await
+                }
+            )
+        });
+        let outcome = match (&created, &deleted) {
+            (Ok(_), Ok(_)) => "both allowed",
+            (Ok(_), Err(e)) if refused(e) => {
+                let m = message(e);
+                assert!(m.contains("in use by"), "round {round}: {m}");
+                if m.contains("admitted moments ago") {
+                    "pod first; delete refused (pod admitted, not yet watched)"
+                } else {
+                    "pod first; delete refused (pod in the snapshot)"
+                }
+            }
+            (Err(e), Ok(_)) if refused(e) => {
+                let m = message(e);
+                assert!(
+                    m.contains("is being deleted") || m.contains("no credential named"),
+                    "round {round}: {m}"
+                );
+                "delete first; pod refused"
+            }
+            (Err(p), Err(d)) if refused(p) && refused(d) => "both refused",
+            _ => panic!("round {round}: unexpected answers: pod {created:?}, delete {deleted:?}"),
+        };
+        *tally.entry(outcome).or_default() += 1;
+        // The end state: a stored pod's credential is still there.
+        let stored_pod = c.runtime.block_on(pods.get_opt(&name)).unwrap();
+        let stored_secret = c.runtime.block_on(secrets.get_opt(&credential)).unwrap();
+        assert!(
+            stored_pod.is_none() || stored_secret.is_some(),
+            "round {round}: pod {name} is stored but credential {credential} was deleted ({outcome}; pod {created:?}; delete {deleted:?})"
+        );
+        if stored_pod.is_some() {
+            c.runtime
+                .block_on(pods.delete(&name, &DeleteParams::default()))
+                .unwrap();
+        }
+    }
+    eprintln!("delete racing pod create, {ROUNDS} rounds: {tally:?}");
+    assert_eq!(tally.get("both allowed"), None, "{tally:?}");
+    assert!(
+        replica.answered() >= ROUNDS as u64,
+        "the second credgate took part"
+    );
+    cluster::report(
+        "delete-race",
+        serde_json::json!({"rounds": ROUNDS, "outcomes": tally, "protected_credentials_deleted_under_a_pod": 0}),
     );
 }
 

@@ -406,6 +406,14 @@ impl Drop for Replica {
     }
 }
 
+/// Writes a test's figures to `target/e2e/reports/<name>.json` (the
+/// reliability summary reads them).
+pub fn report(name: &str, figures: serde_json::Value) {
+    let dir = repo().join("target/e2e/reports");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.json")), figures.to_string()).unwrap();
+}
+
 /// Polls `condition` every 100 ms until it holds or `secs` pass; panics with `what` then.
 pub fn eventually(secs: u64, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
