@@ -12,7 +12,7 @@ use kube::core::admission::{self, AdmissionRequest, AdmissionResponse, Admission
 use kube::core::{DynamicObject, GroupVersionKind};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::claims::{self, Claim};
 use crate::copies::Source;
@@ -22,7 +22,7 @@ use crate::policy::{Allow, Change, Deny, Operation, Settings, Verdict, secret_me
 use crate::recent::{AdmittedUsers, BeingDeleted, PodName};
 use crate::watch::SharedIndex;
 use crate::workload::WorkloadKind;
-use crate::{mutate, patch, validate};
+use crate::{live, mutate, patch, validate};
 use std::time::Instant;
 
 const API_VERSION: &str = "admission.k8s.io/v1";
@@ -207,12 +207,24 @@ impl Admission {
                     Endpoint::Validate => {
                         // One read of the snapshot for the rules and the DELETE
                         // record: no watch event can fall between them.
-                        let verdict = {
+                        let (verdict, reach) = {
                             let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-                            validate::secret(&self.settings, &index, &change).and_then(|allow| {
-                                self.note_delete(&index, &change, req.dry_run)
-                                    .map(|()| allow)
-                            })
+                            let verdict = validate::secret(&self.settings, &index, &change)
+                                .and_then(|allow| {
+                                    self.note_delete(&index, &change, req.dry_run)
+                                        .map(|()| allow)
+                                });
+                            let reach = verdict
+                                .is_ok()
+                                .then(|| validate::delete_reach(&self.settings, &index, &change))
+                                .flatten();
+                            (verdict, reach)
+                        };
+                        let verdict = match (verdict, reach) {
+                            (Ok(allow), Some(namespaces)) => {
+                                self.confirm_unused(&change, &namespaces, allow).await
+                            }
+                            (verdict, _) => verdict,
                         };
                         let verdict = match verdict {
                             Ok(allow) => self
@@ -355,6 +367,38 @@ impl Admission {
                     pods.join(", ")
                 ))
             })
+    }
+
+    /// A credential DELETE the snapshot allows, decided again on the workloads
+    /// the API server holds now (see [`crate::live`]).
+    async fn confirm_unused(
+        &self,
+        change: &Change<'_, Secret>,
+        namespaces: &[String],
+        mut allow: Allow,
+    ) -> Verdict {
+        let Some(client) = &self.client else {
+            return Ok(allow);
+        };
+        match live::workloads(client, namespaces).await {
+            Ok(live) => {
+                let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+                validate::in_use_live(&self.settings, &index, &live, change)
+                    .map(|_| allow)
+                    .inspect_err(|_| {
+                        if let Some(uid) = change.old_object.and_then(|o| o.metadata.uid.as_ref()) {
+                            index.recent().forget_delete(uid);
+                        }
+                    })
+            }
+            Err(error) => {
+                warn!(%error, namespace = change.namespace, "could not confirm a credential DELETE with the API server; the cached view decides");
+                allow.warnings.push(format!(
+                    "credgate could not confirm with the API server that no workload uses this credential ({error}); it decided on its cached view"
+                ));
+                Ok(allow)
+            }
+        }
     }
 
     /// No pod before its copy: creates the missing copies of cluster and
@@ -637,6 +681,86 @@ mod tests {
 
     fn response(outcome: &Outcome) -> Value {
         serde_json::from_slice::<Value>(&outcome.body).unwrap()["response"].clone()
+    }
+
+    /// A fake API server for the live check: the pod lists answer `pods`
+    /// (`None`: every list fails), every other list is empty.
+    fn fake_api(pods: Option<Vec<Value>>) -> kube::Client {
+        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let pods = pods.clone();
+            async move {
+                let is_pods = req.uri().path().ends_with("/pods");
+                let (status, body) = match pods {
+                    None => (
+                        500,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd is down", "code": 500}),
+                    ),
+                    Some(items) if is_pods => (
+                        200,
+                        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}),
+                    ),
+                    Some(_) => (
+                        200,
+                        json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": []}),
+                    ),
+                };
+                let body = http_body_util::Full::new(hyper::body::Bytes::from(body.to_string()));
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder().status(status).body(body).unwrap(),
+                )
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    /// A DELETE the snapshot allows is decided again on what the API server
+    /// holds: a pod the watch has not delivered yet keeps the credential.
+    #[tokio::test]
+    async fn live_check_of_an_allowed_delete() {
+        let delete = review(json!({
+            "uid": "u-1",
+            "kind": {"group": "", "version": "v1", "kind": "Secret"},
+            "resource": {"group": "", "version": "v1", "resource": "secrets"},
+            "name": "db-secret", "namespace": "team-a", "operation": "DELETE",
+            "userInfo": {"username": "alice"},
+            "object": null, "dryRun": true,
+            "oldObject": {"apiVersion": "v1", "kind": "Secret", "metadata": {
+                "name": "db-secret", "namespace": "team-a", "uid": "db-uid",
+                "labels": {"run.ai/resource": "generic"}, "annotations": {"run.ai/name": "db"}}},
+        }));
+        let fresh = json!({"metadata": {"name": "fresh", "namespace": "team-a",
+            "annotations": {"run.ai/credentials-env": "T=db:token"}},
+            "spec": {"containers": [{"name": "main", "image": "busybox"}]}});
+        let other = json!({"metadata": {"name": "other", "namespace": "team-a"},
+            "spec": {"containers": [{"name": "main", "image": "busybox"}]}});
+        let decide = |pods: Option<Vec<Value>>| {
+            let admission = Admission::new(
+                Settings::default(),
+                std::sync::Arc::new(std::sync::RwLock::new(crate::resolve::tests::index())),
+                Some(fake_api(pods)),
+            );
+            let delete = delete.clone();
+            async move { response(&admission.review(Endpoint::Validate, &delete).await) }
+        };
+        let used = decide(Some(vec![fresh, other.clone()])).await;
+        assert_eq!(used["allowed"], false, "{used}");
+        assert_eq!(
+            used["status"]["message"],
+            "credential \"db\" is in use by 1 workload: Pod/team-a/fresh; remove these references (or delete the workloads) first"
+        );
+        let unused = decide(Some(vec![other])).await;
+        assert_eq!(unused["allowed"], true, "{unused}");
+        assert!(unused.get("warnings").is_none(), "{unused}");
+        // The API server failing: the cached view decides, and says so.
+        let failing = decide(None).await;
+        assert_eq!(failing["allowed"], true, "{failing}");
+        assert!(
+            failing["warnings"][0]
+                .as_str()
+                .unwrap()
+                .contains("could not confirm with the API server"),
+            "{failing}"
+        );
     }
 
     #[tokio::test]

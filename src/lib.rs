@@ -18,6 +18,7 @@ pub mod copies;
 pub mod credential;
 pub mod dockerconfig;
 pub mod index;
+pub mod live;
 pub mod metrics;
 pub mod mutate;
 pub mod patch;

@@ -144,6 +144,11 @@ impl Recent {
         Ok(())
     }
 
+    /// A recorded DELETE was refused after all (by the live check).
+    pub fn forget_delete(&mut self, key: &str) {
+        self.deleting.retain(|d| d.key != key);
+    }
+
     /// The watch shows pod `namespace/name`: the index now protects what it uses.
     pub fn pod_stored(&mut self, namespace: &str, name: &str) {
         if self.admitted.is_empty() {

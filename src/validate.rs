@@ -41,7 +41,7 @@ pub fn secret(settings: &Settings, index: &Index, change: &Change<'_, Secret>) -
                 return Ok(Allow::default());
             }
             synced(index)?;
-            in_use(settings, index, &meta)
+            in_use(settings, index, index, &meta)
         }
         Operation::Create | Operation::Update => {
             let Some(object) = change.object else {
@@ -292,8 +292,51 @@ pub fn deleted_credentials(
         .collect()
 }
 
-/// DELETE of a credential, or of the existing Secret behind one, while workloads use it.
-fn in_use(settings: &Settings, index: &Index, meta: &Meta<'_>) -> Verdict {
+/// The namespaces whose workloads may use what a DELETE of Secret `meta`
+/// removes; `None` when the request is not the DELETE of a credential.
+pub fn delete_reach(
+    settings: &Settings,
+    index: &Index,
+    change: &Change<'_, Secret>,
+) -> Option<Vec<String>> {
+    let old = change
+        .old_object
+        .filter(|_| change.operation == Operation::Delete)?;
+    let meta = secret_meta(old, change.namespace);
+    if !meta.is_credential() {
+        return None;
+    }
+    let mut reach: Vec<String> = deleted(settings, index, &meta)
+        .1
+        .iter()
+        .flat_map(|(_, _, scope)| {
+            index.visible_in(scope.as_ref().unwrap_or(&Scope::Project), meta.namespace)
+        })
+        .map(str::to_owned)
+        .collect();
+    reach.sort_unstable();
+    reach.dedup();
+    Some(reach)
+}
+
+/// The DELETE rule again, with the workloads the API server holds now
+/// (`live`, from [`crate::live`]) instead of the watched ones.
+pub fn in_use_live(
+    settings: &Settings,
+    index: &Index,
+    live: &Index,
+    change: &Change<'_, Secret>,
+) -> Verdict {
+    match change.old_object {
+        Some(old) => in_use(settings, index, live, &secret_meta(old, change.namespace)),
+        None => Ok(Allow::default()),
+    }
+}
+
+/// DELETE of a credential, or of the existing Secret behind one, while
+/// workloads use it. Credentials and scopes come from `index`, the workloads
+/// from `workloads` (the same snapshot, or a live list).
+fn in_use(settings: &Settings, index: &Index, workloads: &Index, meta: &Meta<'_>) -> Verdict {
     let (is_backing, credentials) = deleted(settings, index, meta);
     let mut total = 0;
     let mut listed = Vec::new();
@@ -308,7 +351,7 @@ fn in_use(settings: &Settings, index: &Index, meta: &Meta<'_>) -> Verdict {
         } else {
             copy.as_str()
         };
-        let users = index.users(&namespaces, Some(native), Some(name), USERS_LISTED);
+        let users = workloads.users(&namespaces, Some(native), Some(name), USERS_LISTED);
         total += users.total;
         listed.extend(users.first);
     }

@@ -195,6 +195,12 @@ impl Cluster {
         );
     }
 
+    /// A fault of `scripts/dev-cluster`: `kill-credgate`, `restart-apiserver`
+    /// or `restart-etcd`; returns once the process serves again.
+    pub fn inject(&self, fault: &str) {
+        self.dev_cluster(fault);
+    }
+
     /// `scripts/dev-cluster restart-credgate`: returns once credgate is ready again.
     pub fn restart_credgate(&self) {
         self.dev_cluster("restart-credgate");
@@ -313,8 +319,17 @@ impl Cluster {
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
             .find(|v| v["message"] == "serving")
             .expect("the replica logs 'serving'");
-        // Keep draining its log so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        // Keep draining its log so it never blocks on a full pipe, into a file
+        // the reliability suite's leak check reads (`credgate.log.*`).
+        let mut kept =
+            std::fs::File::create(self.state.join(format!("credgate.log.replica-{name}")))
+                .expect("the replica's log file");
+        std::thread::spawn(move || {
+            use std::io::Write as _;
+            for line in lines.map_while(Result::ok) {
+                let _ = writeln!(kept, "{line}");
+            }
+        });
         let webhook = serving["webhook"].as_str().unwrap().to_owned();
         let admin = serving["admin"].as_str().unwrap().to_owned();
 

@@ -1,0 +1,127 @@
+//! The live check of a credential DELETE that the snapshot allows.
+//!
+//! The snapshot lags the API server by the watch delay: milliseconds, more
+//! under load, and another credgate replica may have admitted a pod this one
+//! has not seen yet. So before a credential DELETE is allowed, credgate lists
+//! the workloads of the namespaces the credential reaches (a consistent read)
+//! and decides again on what the API server holds. This is the one API call of
+//! the validation path, made only for DELETEs the snapshot allows.
+//!
+//! Up to [`NAMESPACED_LISTS_UP_TO`] namespaces are listed one by one; beyond
+//! that, each kind is listed cluster-wide in pages of [`PAGE`]. The whole check
+//! has [`BUDGET`]; past it the snapshot's answer stands, with a warning.
+
+use std::collections::HashSet;
+use std::fmt::Debug;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Pod, PodTemplate};
+use kube::api::{Api, ListParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::index::Index;
+use crate::workload::{PodParts, Reference, WorkloadKind, references};
+
+/// At most this many namespaces are listed one by one.
+pub const NAMESPACED_LISTS_UP_TO: usize = 8;
+/// Items per page of a list.
+pub const PAGE: u32 = 500;
+/// Time for the whole check (the webhook's own timeout is 5 s).
+pub const BUDGET: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("listing {kind} failed: {source}")]
+    List {
+        kind: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the API server did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+type Listed = (WorkloadKind, Vec<(String, String, Vec<Reference>)>);
+
+/// The workloads of `namespaces` that reference anything, as the API server
+/// holds them now, in an index of their own.
+pub async fn workloads(client: &Client, namespaces: &[String]) -> Result<Index, LiveError> {
+    let work = async {
+        let lists = futures::future::try_join_all([
+            list::<Pod>(client, namespaces),
+            list::<Deployment>(client, namespaces),
+            list::<StatefulSet>(client, namespaces),
+            list::<DaemonSet>(client, namespaces),
+            list::<ReplicaSet>(client, namespaces),
+            list::<Job>(client, namespaces),
+            list::<CronJob>(client, namespaces),
+            list::<PodTemplate>(client, namespaces),
+        ])
+        .await?;
+        let mut index = Index::default();
+        for (kind, items) in lists {
+            for (ns, name, refs) in items {
+                index.set_workload(kind, &ns, &name, refs);
+            }
+        }
+        Ok(index)
+    };
+    tokio::time::timeout(BUDGET, work)
+        .await
+        .map_err(|_| LiveError::Timeout(BUDGET))?
+}
+
+fn list<'a, K>(
+    client: &'a Client,
+    namespaces: &'a [String],
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Listed, LiveError>> + Send + 'a>>
+where
+    K: PodParts
+        + Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + 'static,
+{
+    Box::pin(async move {
+        let apis: Vec<Api<K>> = if namespaces.len() <= NAMESPACED_LISTS_UP_TO {
+            namespaces
+                .iter()
+                .map(|ns| Api::namespaced(client.clone(), ns))
+                .collect()
+        } else {
+            vec![Api::all(client.clone())]
+        };
+        let wanted: HashSet<&str> = namespaces.iter().map(String::as_str).collect();
+        let mut items = Vec::new();
+        for api in apis {
+            let mut params = ListParams::default().limit(PAGE);
+            loop {
+                let page = api.list(&params).await.map_err(|source| LiveError::List {
+                    kind: K::KIND.as_str(),
+                    source,
+                })?;
+                for obj in &page.items {
+                    let ns = obj.namespace().unwrap_or_default();
+                    if !wanted.contains(ns.as_str()) {
+                        continue;
+                    }
+                    let (meta, spec) = obj.pod_parts();
+                    let refs = references(meta, spec);
+                    if !refs.is_empty() {
+                        items.push((ns, obj.name_any(), refs));
+                    }
+                }
+                match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                    Some(token) => params = params.continue_token(&token),
+                    None => break,
+                }
+            }
+        }
+        Ok((K::KIND, items))
+    })
+}
