@@ -271,10 +271,10 @@ impl Admission {
                 {
                     return (Err(deny), Vec::new());
                 }
-                let name = match (&object.metadata.name, &object.metadata.generate_name) {
-                    (Some(name), _) if !name.is_empty() => PodName::Exact(name.clone()),
-                    (_, prefix) => PodName::Generated(prefix.clone().unwrap_or_default()),
-                };
+                let name = PodName::new(
+                    object.metadata.name.as_deref(),
+                    object.metadata.generate_name.as_deref(),
+                );
                 if let Err(deny) = self.note_pod(namespace, name, &mutation.uses, req.dry_run) {
                     return (Err(deny), Vec::new());
                 }

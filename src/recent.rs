@@ -16,6 +16,7 @@
 //! deletion's record ends after its grace period: the uid it holds is gone for
 //! good, so a credential created again under the same name is not held up.
 
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// How long an admitted pod protects its credentials before the watch shows it.
@@ -28,18 +29,35 @@ pub const DELETING_GRACE: Duration = Duration::from_secs(10);
 /// same name is another credential).
 pub type Key = String;
 
+/// At most this many pods are remembered at once; past it the oldest record
+/// goes first (pods are normally shown by the watch within milliseconds).
+pub const MAX_ADMITTED: usize = 100_000;
+
+/// How Kubernetes makes a name from `generateName`: the prefix, cut to this
+/// length, and this many random characters.
+const GENERATED_PREFIX_MAX: usize = 58;
+const GENERATED_SUFFIX: usize = 5;
+
 /// The name of an admitted pod: given, or a `generateName` prefix.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum PodName {
     Exact(String),
     Generated(String),
 }
 
 impl PodName {
-    fn matches(&self, name: &str) -> bool {
-        match self {
-            PodName::Exact(n) => n == name,
-            PodName::Generated(prefix) => name.starts_with(prefix.as_str()),
+    /// The name, or the prefix as Kubernetes will use it.
+    pub fn new(name: Option<&str>, generate_name: Option<&str>) -> Self {
+        match name.filter(|n| !n.is_empty()) {
+            Some(name) => PodName::Exact(name.to_owned()),
+            None => {
+                let prefix = generate_name.unwrap_or_default();
+                let cut = (0..=prefix.len().min(GENERATED_PREFIX_MAX))
+                    .rev()
+                    .find(|&i| prefix.is_char_boundary(i))
+                    .unwrap_or(0);
+                PodName::Generated(prefix[..cut].to_owned())
+            }
         }
     }
 
@@ -51,26 +69,28 @@ impl PodName {
     }
 }
 
+type PodKey = (String, PodName);
+
 #[derive(Debug)]
 struct Admitted {
-    namespace: String,
-    name: PodName,
     uses: Vec<Key>,
     until: Instant,
 }
 
 #[derive(Debug)]
 struct Deleting {
-    key: Key,
     credential: String,
     until: Instant,
 }
 
 /// The records, kept under the index's own mutex (see [`crate::index::Index::recent`]).
+/// A pod decision costs O(its credentials); a DELETE decision O(pods remembered).
 #[derive(Debug, Default)]
 pub struct Recent {
-    admitted: Vec<Admitted>,
-    deleting: Vec<Deleting>,
+    admitted: HashMap<PodKey, Admitted>,
+    /// Admissions in time order, to expire them from the front.
+    expiry: VecDeque<(Instant, PodKey)>,
+    deleting: HashMap<Key, Deleting>,
 }
 
 /// A credential of a pod's plan that is being deleted.
@@ -83,8 +103,27 @@ pub struct AdmittedUsers(pub Vec<String>);
 
 impl Recent {
     fn expire(&mut self, now: Instant) {
-        self.admitted.retain(|a| a.until > now);
-        self.deleting.retain(|d| d.until > now);
+        while let Some((until, _)) = self.expiry.front() {
+            if *until > now && self.expiry.len() <= MAX_ADMITTED {
+                break;
+            }
+            let Some((until, key)) = self.expiry.pop_front() else {
+                break;
+            };
+            match self.admitted.get(&key) {
+                // Admitted again under the same name since: it waits its new turn.
+                Some(a) if a.until > until && self.expiry.len() < MAX_ADMITTED => {
+                    self.expiry.push_back((a.until, key));
+                }
+                Some(_) => {
+                    self.admitted.remove(&key);
+                }
+                None => {}
+            }
+        }
+        if !self.deleting.is_empty() {
+            self.deleting.retain(|_, d| d.until > now);
+        }
     }
 
     /// A pod using `uses` is about to be admitted: refused when one of them is
@@ -98,16 +137,32 @@ impl Recent {
         now: Instant,
     ) -> Result<(), BeingDeleted> {
         self.expire(now);
-        if let Some(d) = self.deleting.iter().find(|d| uses.contains(&d.key)) {
+        if let Some(d) = uses.iter().find_map(|u| self.deleting.get(u)) {
             return Err(BeingDeleted(d.credential.clone()));
         }
         if record && !uses.is_empty() {
-            self.admitted.push(Admitted {
-                namespace: namespace.to_owned(),
-                name,
-                uses: uses.to_vec(),
-                until: now + ADMITTED_GRACE,
-            });
+            let key = (namespace.to_owned(), name);
+            let until = now + ADMITTED_GRACE;
+            match self.admitted.get_mut(&key) {
+                Some(entry) => {
+                    entry.until = until;
+                    for u in uses {
+                        if !entry.uses.contains(u) {
+                            entry.uses.push(u.clone());
+                        }
+                    }
+                }
+                None => {
+                    self.admitted.insert(
+                        key.clone(),
+                        Admitted {
+                            uses: uses.to_vec(),
+                            until,
+                        },
+                    );
+                    self.expiry.push_back((until, key));
+                }
+            }
         }
         Ok(())
     }
@@ -125,28 +180,30 @@ impl Recent {
         let mut users: Vec<String> = self
             .admitted
             .iter()
-            .filter(|a| a.uses.iter().any(|u| keys.iter().any(|(k, _)| k == u)))
-            .map(|a| format!("Pod/{}/{}", a.namespace, a.name.shown()))
+            .filter(|(_, a)| a.uses.iter().any(|u| keys.iter().any(|(k, _)| k == u)))
+            .map(|((ns, name), _)| format!("Pod/{ns}/{}", name.shown()))
             .collect();
         if !users.is_empty() {
             users.sort();
-            users.dedup();
             return Err(AdmittedUsers(users));
         }
         if record {
-            self.deleting
-                .extend(keys.iter().map(|(key, credential)| Deleting {
-                    key: key.clone(),
-                    credential: credential.clone(),
-                    until: now + DELETING_GRACE,
-                }));
+            for (key, credential) in keys {
+                self.deleting.insert(
+                    key.clone(),
+                    Deleting {
+                        credential: credential.clone(),
+                        until: now + DELETING_GRACE,
+                    },
+                );
+            }
         }
         Ok(())
     }
 
     /// A recorded DELETE was refused after all (by the live check).
     pub fn forget_delete(&mut self, key: &str) {
-        self.deleting.retain(|d| d.key != key);
+        self.deleting.remove(key);
     }
 
     /// The watch shows pod `namespace/name`: the index now protects what it uses.
@@ -154,16 +211,21 @@ impl Recent {
         if self.admitted.is_empty() {
             return;
         }
-        if let Some(at) = self
-            .admitted
-            .iter()
-            .position(|a| a.namespace == namespace && a.name.matches(name))
+        let exact = (namespace.to_owned(), PodName::Exact(name.to_owned()));
+        if self.admitted.remove(&exact).is_some() {
+            return;
+        }
+        if let Some(prefix) = name
+            .len()
+            .checked_sub(GENERATED_SUFFIX)
+            .and_then(|end| name.get(..end))
         {
-            self.admitted.swap_remove(at);
+            self.admitted
+                .remove(&(namespace.to_owned(), PodName::Generated(prefix.to_owned())));
         }
     }
 
-    /// Records held now (for tests and metrics).
+    /// Records held now: (pods, deletions).
     pub fn len(&self) -> (usize, usize) {
         (self.admitted.len(), self.deleting.len())
     }
@@ -224,9 +286,9 @@ mod tests {
             now,
         )
         .unwrap();
-        r.pod_stored("team-b", "job-1");
+        r.pod_stored("team-b", "job-x7k2q");
         assert_eq!(r.len(), (1, 0), "another namespace's pod does not count");
-        r.pod_stored("team-a", "job-1");
+        r.pod_stored("team-a", "job-x7k2q");
         assert_eq!(r.len(), (0, 0));
         r.delete(&[(key("db"), "db".into())], true, now).unwrap();
         assert_eq!(r.len(), (0, 1));
@@ -262,6 +324,65 @@ mod tests {
             ),
             Ok(())
         );
+    }
+
+    #[test]
+    fn memory_stays_bounded() {
+        let now = Instant::now();
+        let mut r = Recent::default();
+        // The same pod name again (a retry, or a benchmark) refreshes one record.
+        for i in 0..1000 {
+            r.admit_pod(
+                "team-a",
+                PodName::Exact("train".into()),
+                &[key("db")],
+                true,
+                now + Duration::from_millis(i),
+            )
+            .unwrap();
+        }
+        assert_eq!(r.len(), (1, 0));
+        // Its first expiry entries do not end the refreshed record.
+        r.delete(
+            &[(key("other"), "other".into())],
+            false,
+            now + ADMITTED_GRACE + Duration::from_millis(500),
+        )
+        .unwrap();
+        assert_eq!(r.len(), (1, 0));
+        // Distinct pods never stored: at most MAX_ADMITTED records.
+        for i in 0..MAX_ADMITTED + 10 {
+            r.admit_pod(
+                "team-a",
+                PodName::Exact(format!("p{i}")),
+                &[key("db")],
+                true,
+                now,
+            )
+            .unwrap();
+        }
+        assert!(r.len().0 <= MAX_ADMITTED + 1, "{:?}", r.len());
+    }
+
+    #[test]
+    fn generated_names_match_as_kubernetes_makes_them() {
+        let long = "a".repeat(70);
+        let mut r = Recent::default();
+        let now = Instant::now();
+        for prefix in ["web-7d9f-", long.as_str()] {
+            r.admit_pod(
+                "team-a",
+                PodName::new(None, Some(prefix)),
+                &[key("db")],
+                true,
+                now,
+            )
+            .unwrap();
+        }
+        assert_eq!(r.len(), (2, 0));
+        r.pod_stored("team-a", "web-7d9f-x2v9q");
+        r.pod_stored("team-a", &format!("{}k3j9z", &long[..58]));
+        assert_eq!(r.len(), (0, 0));
     }
 
     #[test]
