@@ -212,7 +212,7 @@ impl Admission {
                             let verdict = validate::secret(&self.settings, &index, &change)
                                 .and_then(|allow| {
                                     self.note_delete(&index, &change, req.dry_run)
-                                        .map(|()| allow)
+                                        .map(|keys| (allow, keys))
                                 });
                             let reach = verdict
                                 .is_ok()
@@ -221,10 +221,11 @@ impl Admission {
                             (verdict, reach)
                         };
                         let verdict = match (verdict, reach) {
-                            (Ok(allow), Some(namespaces)) => {
-                                self.confirm_unused(&change, &namespaces, allow).await
+                            (Ok((allow, keys)), Some(namespaces)) => {
+                                self.confirm_unused(&change, &namespaces, &keys, allow)
+                                    .await
                             }
-                            (verdict, _) => verdict,
+                            (verdict, _) => verdict.map(|(allow, _)| allow),
                         };
                         let verdict = match verdict {
                             Ok(allow) => self
@@ -327,22 +328,23 @@ impl Admission {
     }
 
     /// A credential DELETE the snapshot allows is refused while a pod admitted
-    /// moments ago uses it, else recorded for pods about to name it.
+    /// moments ago uses it, else recorded for pods about to name it. Returns
+    /// the uids recorded (none for other requests).
     fn note_delete(
         &self,
         index: &Index,
         change: &Change<'_, Secret>,
         dry_run: bool,
-    ) -> Result<(), Deny> {
+    ) -> Result<Vec<String>, Deny> {
         let Some(old) = change
             .old_object
             .filter(|_| change.operation == Operation::Delete)
         else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let meta = secret_meta(old, change.namespace);
         if !meta.is_credential() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let keys: Vec<(String, String)> =
             validate::deleted_credentials(&self.settings, index, &meta)
@@ -359,6 +361,7 @@ impl Admission {
         index
             .recent()
             .delete(&keys, !dry_run, Instant::now())
+            .map(|()| keys.into_iter().map(|(uid, _)| uid).collect())
             .map_err(|AdmittedUsers(pods)| {
                 Deny(format!(
                     "credential {:?} is in use by {} admitted moments ago: {}; remove these references (or delete the pods) first",
@@ -375,6 +378,7 @@ impl Admission {
         &self,
         change: &Change<'_, Secret>,
         namespaces: &[String],
+        recorded: &[String],
         mut allow: Allow,
     ) -> Verdict {
         let Some(client) = &self.client else {
@@ -386,8 +390,9 @@ impl Admission {
                 validate::in_use_live(&self.settings, &index, &live, change)
                     .map(|_| allow)
                     .inspect_err(|_| {
-                        if let Some(uid) = change.old_object.and_then(|o| o.metadata.uid.as_ref()) {
-                            index.recent().forget_delete(uid);
+                        let mut recent = index.recent();
+                        for uid in recorded {
+                            recent.forget_delete(uid);
                         }
                     })
             }
@@ -723,7 +728,7 @@ mod tests {
             "resource": {"group": "", "version": "v1", "resource": "secrets"},
             "name": "db-secret", "namespace": "team-a", "operation": "DELETE",
             "userInfo": {"username": "alice"},
-            "object": null, "dryRun": true,
+            "object": null, "dryRun": false,
             "oldObject": {"apiVersion": "v1", "kind": "Secret", "metadata": {
                 "name": "db-secret", "namespace": "team-a", "uid": "db-uid",
                 "labels": {"run.ai/resource": "generic"}, "annotations": {"run.ai/name": "db"}}},
@@ -733,26 +738,31 @@ mod tests {
             "spec": {"containers": [{"name": "main", "image": "busybox"}]}});
         let other = json!({"metadata": {"name": "other", "namespace": "team-a"},
             "spec": {"containers": [{"name": "main", "image": "busybox"}]}});
+        // The answer, and the DELETE records left: (pods, deletions).
         let decide = |pods: Option<Vec<Value>>| {
-            let admission = Admission::new(
-                Settings::default(),
-                std::sync::Arc::new(std::sync::RwLock::new(crate::resolve::tests::index())),
-                Some(fake_api(pods)),
-            );
+            let index = std::sync::Arc::new(std::sync::RwLock::new(crate::resolve::tests::index()));
+            let admission =
+                Admission::new(Settings::default(), index.clone(), Some(fake_api(pods)));
             let delete = delete.clone();
-            async move { response(&admission.review(Endpoint::Validate, &delete).await) }
+            async move {
+                let answer = response(&admission.review(Endpoint::Validate, &delete).await);
+                let records = index.read().unwrap().recent().len();
+                (answer, records)
+            }
         };
-        let used = decide(Some(vec![fresh, other.clone()])).await;
+        let (used, records) = decide(Some(vec![fresh, other.clone()])).await;
         assert_eq!(used["allowed"], false, "{used}");
         assert_eq!(
             used["status"]["message"],
             "credential \"db\" is in use by 1 workload: Pod/team-a/fresh; remove these references (or delete the workloads) first"
         );
-        let unused = decide(Some(vec![other])).await;
+        assert_eq!(records, (0, 0), "a refused DELETE holds up no pod");
+        let (unused, records) = decide(Some(vec![other])).await;
         assert_eq!(unused["allowed"], true, "{unused}");
         assert!(unused.get("warnings").is_none(), "{unused}");
+        assert_eq!(records, (0, 1), "an allowed DELETE is remembered");
         // The API server failing: the cached view decides, and says so.
-        let failing = decide(None).await;
+        let (failing, _) = decide(None).await;
         assert_eq!(failing["allowed"], true, "{failing}");
         assert!(
             failing["warnings"][0]

@@ -2,7 +2,9 @@
 //!
 //! Data flow: [`server`] (TLS, HTTP) → [`admission`] (AdmissionReview in/out)
 //! → pure policy ([`validate`], [`mutate`] over the [`credential`] model) →
-//! [`patch`]; [`watch`] → [`index`] (the snapshot the policy reads);
+//! [`patch`]; [`watch`] → [`index`] (the snapshot the policy reads, with
+//! [`recent`] decisions the watches have not shown yet; [`live`] re-checks a
+//! credential DELETE the snapshot allows);
 //! [`controller`] (propagation into projects); [`cli`] (the credentials table).
 //! [`certs`] issues development and built-in certificates.
 #![forbid(unsafe_code)]
