@@ -1,8 +1,9 @@
 //! Validation of credential Secrets: labels, scope, annotations and shape per type.
 //!
-//! Pure functions of a [`Change`] and the [`Settings`]. Rules that need cluster
-//! state (project namespaces, existing-secret use, in-use deletion, unique
-//! names) slot in beside these once the index exists.
+//! Pure functions of a [`Change`], the [`Settings`] and the [`Index`]
+//! snapshot. The rules that need cluster state (project namespaces,
+//! existing-secret use, in-use deletion, unique names) read the snapshot; the
+//! in-use rule can also be given live workloads ([`in_use_live`]).
 
 use k8s_openapi::api::core::v1::Secret;
 
