@@ -221,7 +221,9 @@ impl Admission {
                             (verdict, reach)
                         };
                         let verdict = match (verdict, reach) {
-                            (Ok((allow, keys)), Some(namespaces)) => {
+                            (Ok((allow, keys)), Some(namespaces))
+                                if namespaces.len() <= live::MAX_NAMESPACES =>
+                            {
                                 self.confirm_unused(&change, &namespaces, &keys, allow)
                                     .await
                             }

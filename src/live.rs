@@ -2,16 +2,15 @@
 //!
 //! The snapshot lags the API server by the watch delay: milliseconds, more
 //! under load, and another credgate replica may have admitted a pod this one
-//! has not seen yet. So before a credential DELETE is allowed, credgate lists
-//! the workloads of the namespaces the credential reaches (a consistent read)
-//! and decides again on what the API server holds. This is the one API call of
-//! the validation path, made only for DELETEs the snapshot allows.
-//!
-//! Up to [`NAMESPACED_LISTS_UP_TO`] namespaces are listed one by one; beyond
-//! that, each kind is listed cluster-wide in pages of [`PAGE`]. The whole check
-//! has [`BUDGET`]; past it the snapshot's answer stands, with a warning.
+//! has not seen yet. So before a DELETE of a credential that reaches at most
+//! [`MAX_NAMESPACES`] namespaces is allowed (every project credential, small
+//! departments), credgate lists the workloads of those namespaces (a
+//! consistent read, in pages of [`PAGE`]) and decides again on what the API
+//! server holds. A wider credential would need cluster-wide lists, seconds at
+//! 100k pods, so its DELETE relies on the snapshot and [`crate::recent`].
+//! The whole check has [`BUDGET`]; past it the snapshot's answer stands, with
+//! a warning.
 
-use std::collections::HashSet;
 use std::fmt::Debug;
 use std::time::Duration;
 
@@ -25,8 +24,8 @@ use serde::de::DeserializeOwned;
 use crate::index::Index;
 use crate::workload::{PodParts, Reference, WorkloadKind, references};
 
-/// At most this many namespaces are listed one by one.
-pub const NAMESPACED_LISTS_UP_TO: usize = 8;
+/// A credential reaching more namespaces is not checked live.
+pub const MAX_NAMESPACES: usize = 8;
 /// Items per page of a list.
 pub const PAGE: u32 = 500;
 /// Time for the whole check (the webhook's own timeout is 5 s).
@@ -88,15 +87,9 @@ where
         + 'static,
 {
     Box::pin(async move {
-        let apis: Vec<Api<K>> = if namespaces.len() <= NAMESPACED_LISTS_UP_TO {
-            namespaces
-                .iter()
-                .map(|ns| Api::namespaced(client.clone(), ns))
-                .collect()
-        } else {
-            vec![Api::all(client.clone())]
-        };
-        let wanted: HashSet<&str> = namespaces.iter().map(String::as_str).collect();
+        let apis = namespaces
+            .iter()
+            .map(|ns| Api::<K>::namespaced(client.clone(), ns));
         let mut items = Vec::new();
         for api in apis {
             let mut params = ListParams::default().limit(PAGE);
@@ -107,9 +100,6 @@ where
                 })?;
                 for obj in &page.items {
                     let ns = obj.namespace().unwrap_or_default();
-                    if !wanted.contains(ns.as_str()) {
-                        continue;
-                    }
                     let (meta, spec) = obj.pod_parts();
                     let refs = references(meta, spec);
                     if !refs.is_empty() {
