@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 
 /// How long an admitted pod protects its credentials before the watch shows it.
 pub const ADMITTED_GRACE: Duration = Duration::from_secs(30);
-/// How long an allowed DELETE keeps pods from naming the credential before the
-/// watch shows the deletion.
+/// How long an allowed DELETE keeps pods from naming the credential's uid
+/// (the watch normally shows the deletion within milliseconds; a DELETE that
+/// another webhook refuses holds pods up this long at most).
 pub const DELETING_GRACE: Duration = Duration::from_secs(10);
 
 /// The uid of a credential's own Secret (a Secret created again under the
