@@ -26,6 +26,7 @@ pub fn secret(
         return Vec::new();
     }
     let mut wanted = Vec::new();
+    let mut ops = Vec::new();
     match change.operation {
         Operation::Create => {
             wanted.push((annotation::CREATED_BY, change.user.to_owned()));
@@ -36,6 +37,12 @@ pub fn secret(
                 _ => crate::controller::CREATING,
             };
             wanted.push((annotation::STATUS, status.to_owned()));
+            // A wider credential keeps its copies' finalizer from birth: a pod
+            // may get a copy before the controller (on the leader) has seen
+            // the credential, and a DELETE must still wait for the copies to go.
+            if status == crate::controller::CREATING {
+                ops.extend(finalizer(object));
+            }
         }
         Operation::Update => {
             // `kubectl replace` drops annotations the server added: keep the stamp.
@@ -62,7 +69,24 @@ pub fn secret(
             wanted.push((annotation::KEYS, keys.join(",")));
         }
     }
-    patch::set_annotations(meta.annotations, &wanted)
+    ops.extend(patch::set_annotations(meta.annotations, &wanted));
+    ops
+}
+
+/// The operation that adds the copies' finalizer, unless the Secret has it.
+fn finalizer(object: &Secret) -> Option<PatchOperation> {
+    let finalizer = crate::controller::FINALIZER;
+    match &object.metadata.finalizers {
+        Some(list) if list.iter().any(|f| f == finalizer) => None,
+        Some(_) => Some(patch::add(
+            &["metadata", "finalizers", "-"],
+            finalizer.into(),
+        )),
+        None => Some(patch::add(
+            &["metadata", "finalizers"],
+            serde_json::json!([finalizer]),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -129,6 +153,47 @@ mod tests {
                 "second pass must be empty"
             );
         }
+    }
+
+    #[test]
+    fn wider_credentials_get_the_copies_finalizer_at_create() {
+        let cluster: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "shared", "namespace": "runai", "finalizers": ["other.io/keep"],
+                "labels": {"run.ai/resource": "generic", "run.ai/cluster-wide": "true"}},
+            "type": "Opaque", "data": {"token": "dA=="},
+        }))
+        .unwrap();
+        let mut c = change(Operation::Create, &cluster, None);
+        c.namespace = "runai";
+        let patched = apply(&cluster, secret(&Settings::default(), &c));
+        assert_eq!(
+            patched.metadata.finalizers.as_deref(),
+            Some(
+                &[
+                    "other.io/keep".to_owned(),
+                    crate::controller::FINALIZER.to_owned()
+                ][..]
+            )
+        );
+        let again = change(Operation::Create, &patched, None);
+        let again = Change {
+            namespace: "runai",
+            ..again
+        };
+        assert!(
+            secret(&Settings::default(), &again).is_empty(),
+            "second pass must be empty"
+        );
+        // Project credentials have no copies, so no finalizer.
+        let project = docker_secret(Value::Null);
+        let patched = apply(
+            &project,
+            secret(
+                &Settings::default(),
+                &change(Operation::Create, &project, None),
+            ),
+        );
+        assert_eq!(patched.metadata.finalizers, None);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 mod cluster;
 
-use cluster::{Cluster, eventually};
+use cluster::Cluster;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use std::collections::{BTreeMap, BTreeSet};
@@ -254,12 +254,14 @@ fn faults_under_load(c: &Cluster) {
     // credentials' copies, with their data.
     let converge_start = Instant::now();
     let token = |s: &Secret| s.data.as_ref().and_then(|d| d.get("token")).cloned();
-    eventually(60, "managed copies to converge", || {
+    // What still differs: copies missing, extra or with other data (empty when converged).
+    let differences = || -> Vec<String> {
         let sources: BTreeMap<String, Secret> = secrets_of(CREDENTIALS_NAMESPACE)
             .into_iter()
             .filter(|(name, _)| name.starts_with("cl-"))
             .collect();
-        projects.iter().all(|ns| {
+        let mut out = Vec::new();
+        for ns in &projects {
             let copies: BTreeMap<String, Secret> = secrets_of(ns)
                 .into_iter()
                 .filter(|(_, s)| {
@@ -269,18 +271,35 @@ fn faults_under_load(c: &Cluster) {
                         .is_some_and(|l| l.contains_key(credgate::copies::MANAGED_LABEL))
                 })
                 .collect();
+            for (name, source) in &sources {
+                let meta = &source.metadata;
+                match copies.get(&credgate::copies::copy_name(name)) {
+                    None => out.push(format!(
+                        "{ns}: no copy of {name} (deleting: {}, finalizers: {:?}, annotations: {:?})",
+                        meta.deletion_timestamp.is_some(),
+                        meta.finalizers,
+                        meta.annotations
+                    )),
+                    Some(copy) if token(copy) != token(source) => {
+                        out.push(format!("{ns}: the copy of {name} holds other data"))
+                    }
+                    Some(_) => {}
+                }
+            }
             let wanted: BTreeSet<String> = sources
                 .keys()
                 .map(|n| credgate::copies::copy_name(n))
                 .collect();
-            copies.keys().cloned().collect::<BTreeSet<_>>() == wanted
-                && sources.iter().all(|(n, s)| {
-                    copies
-                        .get(&credgate::copies::copy_name(n))
-                        .is_some_and(|copy| token(copy) == token(s))
-                })
-        })
-    });
+            out.extend(
+                copies
+                    .keys()
+                    .filter(|c| !wanted.contains(*c))
+                    .map(|c| format!("{ns}: {c} has no source")),
+            );
+        }
+        out
+    };
+    cluster::until_none_left(60, "managed copies to converge", differences);
     let converged_secs = converge_start.elapsed().as_secs_f64();
     eprintln!(
         "{stored_pods} stored pods checked; copies converged {converged_secs:.1}s after the workload"

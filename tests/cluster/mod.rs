@@ -429,14 +429,34 @@ pub fn report(name: &str, figures: serde_json::Value) {
     std::fs::write(dir.join(format!("{name}.json")), figures.to_string()).unwrap();
 }
 
-/// Polls `condition` every 100 ms until it holds or `secs` pass; panics with `what` then.
-pub fn eventually(secs: u64, what: &str, mut condition: impl FnMut() -> bool) {
+/// Polls `left` every 100 ms until it returns nothing or `secs` pass; panics
+/// with `what` and what was left then.
+pub fn until_none_left<T: std::fmt::Debug>(
+    secs: u64,
+    what: &str,
+    mut left: impl FnMut() -> Vec<T>,
+) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while !condition() {
+    loop {
+        let now_left = left();
+        if now_left.is_empty() {
+            return;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
+            "timed out waiting for {what}; left: {now_left:#?}"
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// Polls `condition` every 100 ms until it holds or `secs` pass; panics with `what` then.
+pub fn eventually(secs: u64, what: &str, mut condition: impl FnMut() -> bool) {
+    until_none_left(secs, what, || {
+        if condition() {
+            Vec::new()
+        } else {
+            vec!["not yet"]
+        }
+    });
 }
