@@ -209,16 +209,15 @@ impl Admission {
                         // record: no watch event can fall between them.
                         let (verdict, reach) = {
                             let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+                            let deletion = validate::deletion(&self.settings, &index, &change);
                             let verdict = validate::secret(&self.settings, &index, &change)
-                                .and_then(|allow| {
-                                    self.note_delete(&index, &change, req.dry_run)
-                                        .map(|keys| (allow, keys))
+                                .and_then(|allow| match &deletion {
+                                    Some(d) => self
+                                        .note_delete(&index, &change, d, req.dry_run)
+                                        .map(|keys| (allow, keys)),
+                                    None => Ok((allow, Vec::new())),
                                 });
-                            let reach = verdict
-                                .is_ok()
-                                .then(|| validate::delete_reach(&self.settings, &index, &change))
-                                .flatten();
-                            (verdict, reach)
+                            (verdict, deletion.map(|d| d.reach))
                         };
                         let verdict = match (verdict, reach) {
                             (Ok((allow, keys)), Some(namespaces))
@@ -331,35 +330,30 @@ impl Admission {
 
     /// A credential DELETE the snapshot allows is refused while a pod admitted
     /// moments ago uses it, else recorded for pods about to name it. Returns
-    /// the uids recorded (none for other requests).
+    /// the uids recorded.
     fn note_delete(
         &self,
         index: &Index,
         change: &Change<'_, Secret>,
+        deletion: &validate::Deletion,
         dry_run: bool,
     ) -> Result<Vec<String>, Deny> {
-        let Some(old) = change
-            .old_object
-            .filter(|_| change.operation == Operation::Delete)
-        else {
+        let Some(old) = change.old_object else {
             return Ok(Vec::new());
         };
         let meta = secret_meta(old, change.namespace);
-        if !meta.is_credential() {
-            return Ok(Vec::new());
-        }
-        let keys: Vec<(String, String)> =
-            validate::deleted_credentials(&self.settings, index, &meta)
-                .into_iter()
-                .filter_map(|((ns, secret), credential)| {
-                    let uid = if secret == meta.name {
-                        old.metadata.uid.clone()
-                    } else {
-                        index.secret(&ns, &secret).map(|info| info.uid.clone())
-                    };
-                    Some((uid?, credential))
-                })
-                .collect();
+        let keys: Vec<(String, String)> = deletion
+            .credentials
+            .iter()
+            .filter_map(|((ns, secret), credential)| {
+                let uid = if secret == meta.name {
+                    old.metadata.uid.clone()
+                } else {
+                    index.secret(ns, secret).map(|info| info.uid.clone())
+                };
+                Some((uid?, credential.clone()))
+            })
+            .collect();
         index
             .recent()
             .delete(&keys, !dry_run, Instant::now())

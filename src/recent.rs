@@ -240,37 +240,48 @@ mod tests {
         format!("uid-{n}")
     }
 
+    fn exact(name: &str) -> PodName {
+        PodName::Exact(name.into())
+    }
+
+    /// A pod in team-a using credential `uses`.
+    fn admit(
+        r: &mut Recent,
+        name: PodName,
+        uses: &str,
+        record: bool,
+        at: Instant,
+    ) -> Result<(), BeingDeleted> {
+        r.admit_pod("team-a", name, &[key(uses)], record, at)
+    }
+
+    /// A DELETE of credential `credential`.
+    fn delete(
+        r: &mut Recent,
+        credential: &str,
+        record: bool,
+        at: Instant,
+    ) -> Result<(), AdmittedUsers> {
+        r.delete(&[(key(credential), credential.into())], record, at)
+    }
+
     #[test]
     fn whichever_comes_second_sees_the_first() {
         let now = Instant::now();
         // Pod first: the delete is refused and names the pod.
         let mut r = Recent::default();
-        r.admit_pod(
-            "team-a",
-            PodName::Exact("p".into()),
-            &[key("db")],
-            true,
-            now,
-        )
-        .unwrap();
+        admit(&mut r, exact("p"), "db", true, now).unwrap();
         assert_eq!(
-            r.delete(&[(key("db"), "db".into())], true, now),
+            delete(&mut r, "db", true, now),
             Err(AdmittedUsers(vec!["Pod/team-a/p".into()]))
         );
         // Other credentials are not held up.
-        r.delete(&[(key("other"), "other".into())], true, now)
-            .unwrap();
+        delete(&mut r, "other", true, now).unwrap();
         // Delete first: the pod is refused and names the credential.
         let mut r = Recent::default();
-        r.delete(&[(key("db"), "db".into())], true, now).unwrap();
+        delete(&mut r, "db", true, now).unwrap();
         assert_eq!(
-            r.admit_pod(
-                "team-a",
-                PodName::Generated("p-".into()),
-                &[key("db")],
-                true,
-                now
-            ),
+            admit(&mut r, PodName::Generated("p-".into()), "db", true, now),
             Err(BeingDeleted("db".into()))
         );
     }
@@ -279,47 +290,25 @@ mod tests {
     fn records_end_when_the_watch_shows_the_outcome_or_the_grace_ends() {
         let now = Instant::now();
         let mut r = Recent::default();
-        r.admit_pod(
-            "team-a",
-            PodName::Generated("job-".into()),
-            &[key("db")],
-            true,
-            now,
-        )
-        .unwrap();
+        admit(&mut r, PodName::Generated("job-".into()), "db", true, now).unwrap();
         r.pod_stored("team-b", "job-x7k2q");
         assert_eq!(r.len(), (1, 0), "another namespace's pod does not count");
         r.pod_stored("team-a", "job-x7k2q");
         assert_eq!(r.len(), (0, 0));
-        r.delete(&[(key("db"), "db".into())], true, now).unwrap();
+        delete(&mut r, "db", true, now).unwrap();
         assert_eq!(r.len(), (0, 1));
         // The same name created again is another uid.
-        r.admit_pod(
-            "team-a",
-            PodName::Exact("p".into()),
-            &[key("db-again")],
-            true,
-            now,
-        )
-        .unwrap();
+        admit(&mut r, exact("p"), "db-again", true, now).unwrap();
         r.pod_stored("team-a", "p");
         // Never stored: the grace period ends the record.
         let mut r = Recent::default();
-        r.admit_pod(
-            "team-a",
-            PodName::Exact("p".into()),
-            &[key("db")],
-            true,
-            now,
-        )
-        .unwrap();
-        r.delete(&[(key("db"), "db".into())], true, now + ADMITTED_GRACE)
-            .unwrap();
+        admit(&mut r, exact("p"), "db", true, now).unwrap();
+        delete(&mut r, "db", true, now + ADMITTED_GRACE).unwrap();
         assert_eq!(
-            r.admit_pod(
-                "team-a",
-                PodName::Exact("q".into()),
-                &[key("db")],
+            admit(
+                &mut r,
+                exact("q"),
+                "db",
                 true,
                 now + ADMITTED_GRACE + DELETING_GRACE
             ),
@@ -333,10 +322,10 @@ mod tests {
         let mut r = Recent::default();
         // The same pod name again (a retry, or a benchmark) refreshes one record.
         for i in 0..1000 {
-            r.admit_pod(
-                "team-a",
-                PodName::Exact("train".into()),
-                &[key("db")],
+            admit(
+                &mut r,
+                exact("train"),
+                "db",
                 true,
                 now + Duration::from_millis(i),
             )
@@ -344,23 +333,12 @@ mod tests {
         }
         assert_eq!(r.len(), (1, 0));
         // Its first expiry entries do not end the refreshed record.
-        r.delete(
-            &[(key("other"), "other".into())],
-            false,
-            now + ADMITTED_GRACE + Duration::from_millis(500),
-        )
-        .unwrap();
+        let later = now + ADMITTED_GRACE + Duration::from_millis(500);
+        delete(&mut r, "other", false, later).unwrap();
         assert_eq!(r.len(), (1, 0));
         // Distinct pods never stored: at most MAX_ADMITTED records.
         for i in 0..MAX_ADMITTED + 10 {
-            r.admit_pod(
-                "team-a",
-                PodName::Exact(format!("p{i}")),
-                &[key("db")],
-                true,
-                now,
-            )
-            .unwrap();
+            admit(&mut r, exact(&format!("p{i}")), "db", true, now).unwrap();
         }
         assert!(r.len().0 <= MAX_ADMITTED + 1, "{:?}", r.len());
     }
@@ -371,14 +349,7 @@ mod tests {
         let mut r = Recent::default();
         let now = Instant::now();
         for prefix in ["web-7d9f-", long.as_str()] {
-            r.admit_pod(
-                "team-a",
-                PodName::new(None, Some(prefix)),
-                &[key("db")],
-                true,
-                now,
-            )
-            .unwrap();
+            admit(&mut r, PodName::new(None, Some(prefix)), "db", true, now).unwrap();
         }
         assert_eq!(r.len(), (2, 0));
         r.pod_stored("team-a", "web-7d9f-x2v9q");
@@ -390,15 +361,8 @@ mod tests {
     fn dry_runs_check_but_leave_no_record() {
         let now = Instant::now();
         let mut r = Recent::default();
-        r.admit_pod(
-            "team-a",
-            PodName::Exact("p".into()),
-            &[key("db")],
-            false,
-            now,
-        )
-        .unwrap();
-        r.delete(&[(key("db"), "db".into())], false, now).unwrap();
+        admit(&mut r, exact("p"), "db", false, now).unwrap();
+        delete(&mut r, "db", false, now).unwrap();
         assert_eq!(r.len(), (0, 0));
     }
 }

@@ -280,26 +280,21 @@ fn deleted(
     (false, vec![own])
 }
 
-/// The credentials a DELETE of Secret `meta` removes, as `((namespace, Secret), credential name)`.
-pub fn deleted_credentials(
-    settings: &Settings,
-    index: &Index,
-    meta: &Meta<'_>,
-) -> Vec<((String, String), String)> {
-    deleted(settings, index, meta)
-        .1
-        .into_iter()
-        .map(|(secret, name, _)| ((meta.namespace.to_owned(), secret), name))
-        .collect()
+/// What a DELETE of a credential Secret removes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Deletion {
+    /// The credentials removed: `((namespace, Secret), credential name)`.
+    pub credentials: Vec<((String, String), String)>,
+    /// The namespaces whose workloads may use them, sorted.
+    pub reach: Vec<String>,
 }
 
-/// The namespaces whose workloads may use what a DELETE of Secret `meta`
-/// removes; `None` when the request is not the DELETE of a credential.
-pub fn delete_reach(
+/// What the request deletes; `None` when it is not the DELETE of a credential.
+pub fn deletion(
     settings: &Settings,
     index: &Index,
     change: &Change<'_, Secret>,
-) -> Option<Vec<String>> {
+) -> Option<Deletion> {
     let old = change
         .old_object
         .filter(|_| change.operation == Operation::Delete)?;
@@ -307,8 +302,8 @@ pub fn delete_reach(
     if !meta.is_credential() {
         return None;
     }
-    let mut reach: Vec<String> = deleted(settings, index, &meta)
-        .1
+    let credentials = deleted(settings, index, &meta).1;
+    let mut reach: Vec<String> = credentials
         .iter()
         .flat_map(|(_, _, scope)| {
             index.visible_in(scope.as_ref().unwrap_or(&Scope::Project), meta.namespace)
@@ -317,7 +312,13 @@ pub fn delete_reach(
         .collect();
     reach.sort_unstable();
     reach.dedup();
-    Some(reach)
+    Some(Deletion {
+        credentials: credentials
+            .into_iter()
+            .map(|(secret, name, _)| ((meta.namespace.to_owned(), secret), name))
+            .collect(),
+        reach,
+    })
 }
 
 /// The DELETE rule again, with the workloads the API server holds now
