@@ -34,6 +34,10 @@ fn main() {
                 "builtin_certificates_rotate_while_requests_succeed",
                 builtin_rotation,
             ),
+            (
+                "three_dev_clusters_start_at_once_on_their_own_ports",
+                three_dev_clusters,
+            ),
         ],
     );
 }
@@ -451,16 +455,10 @@ async fn presented(addr: &str, bundle: &[u8]) -> Result<Vec<u8>, String> {
     Ok(cert.to_vec())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A credgate process in built-in certificate mode (as admin; stopped when dropped).
-struct BuiltinReplica(std::process::Child);
+/// A credgate process in built-in certificate mode (as admin; stopped when dropped),
+/// and the webhook address it bound (port 0: the kernel picks, so no other
+/// process can take it first).
+struct BuiltinReplica(std::process::Child, String);
 impl Drop for BuiltinReplica {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -468,19 +466,22 @@ impl Drop for BuiltinReplica {
     }
 }
 
-fn builtin_replica(c: &Cluster, ns: &str, port: u16, dir: &Path, log: &Path) -> BuiltinReplica {
-    let log = std::fs::File::create(log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_credgate"))
+fn builtin_replica(c: &Cluster, ns: &str, dir: &Path, log_path: &Path) -> BuiltinReplica {
+    let log = std::fs::File::create(log_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_credgate"))
         .env("KUBECONFIG", &c.kubeconfig)
         .args([
             "--log-level",
             "info",
+            "--log-format",
+            "json",
             "serve",
             "--controller=false",
             "--admin-addr",
             "127.0.0.1:0",
+            "--addr",
+            "127.0.0.1:0",
         ])
-        .args(["--addr", &format!("127.0.0.1:{port}")])
         .args([
             "--cert-mode",
             "builtin",
@@ -511,12 +512,34 @@ fn builtin_replica(c: &Cluster, ns: &str, port: u16, dir: &Path, log: &Path) -> 
         .stderr(log)
         .spawn()
         .unwrap();
-    BuiltinReplica(child)
+    let mut webhook = None;
+    eventually(60, "the replica to log the address it serves on", || {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the replica exited: {}",
+            std::fs::read_to_string(log_path).unwrap_or_default()
+        );
+        webhook = std::fs::read_to_string(log_path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["message"] == "serving")
+            .and_then(|v| v["webhook"].as_str().map(str::to_owned));
+        webhook.is_some()
+    });
+    BuiltinReplica(child, webhook.unwrap())
 }
 
 fn builtin_rotation(c: &Cluster) {
     let ns = c.namespace("rotation", &[("credgate-e2e/rotation", "yes")]);
-    let (port, other_port) = (free_port(), free_port());
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let logs = (
+        c.state_file("rotation-a.log"),
+        c.state_file("rotation-b.log"),
+    );
+    let a = builtin_replica(c, &ns, dirs.0.path(), &logs.0);
+    let b = builtin_replica(c, &ns, dirs.1.path(), &logs.1);
+    let (addr, other_addr) = (a.1.clone(), b.1.clone());
     // One validating webhook of manifests/, pointed at the replica, with no caBundle: credgate fills it in.
     let rendered = c.kubectl_ok(
         &[
@@ -541,18 +564,11 @@ fn builtin_rotation(c: &Cluster) {
         .unwrap();
     config["metadata"]["name"] = "credgate-rotation".into();
     let mut hook = config["webhooks"][0].clone();
-    hook["clientConfig"] = json!({"url": format!("https://127.0.0.1:{port}/validate")});
+    hook["clientConfig"] = json!({"url": format!("https://{addr}/validate")});
     hook["namespaceSelector"] = json!({"matchLabels": {"credgate-e2e/rotation": "yes"}});
     config["webhooks"] = json!([hook]);
+    // Applied after the replicas serve; credgate keeps its caBundle every --cert-check-secs.
     c.kubectl_ok(&["apply", "-f", "-"], Some(&config.to_string()));
-
-    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let logs = (
-        c.state_file("rotation-a.log"),
-        c.state_file("rotation-b.log"),
-    );
-    let _a = builtin_replica(c, &ns, port, dirs.0.path(), &logs.0);
-    let _b = builtin_replica(c, &ns, other_port, dirs.1.path(), &logs.1);
     let bundle = || -> Vec<u8> {
         use base64::Engine as _;
         let config =
@@ -568,10 +584,10 @@ fn builtin_rotation(c: &Cluster) {
     eventually(30, "credgate to publish its CA as the caBundle", || {
         !bundle().is_empty()
     });
-    // The bundle is published before the server binds: wait until it serves.
+    // The bundle may change while the replicas start: wait until one serves with it.
     eventually(30, "the replica to serve with the published CA", || {
         c.runtime
-            .block_on(presented(&format!("127.0.0.1:{port}"), &bundle()))
+            .block_on(presented(&addr, &bundle()))
             .is_ok()
     });
 
@@ -604,7 +620,7 @@ fn builtin_rotation(c: &Cluster) {
         cas.insert(bundle.clone());
         match c
             .runtime
-            .block_on(presented(&format!("127.0.0.1:{port}"), &bundle))
+            .block_on(presented(&addr, &bundle))
         {
             Ok(cert) => {
                 served.insert(cert);
@@ -643,10 +659,10 @@ fn builtin_rotation(c: &Cluster) {
         let bundle = bundle();
         let a = c
             .runtime
-            .block_on(presented(&format!("127.0.0.1:{port}"), &bundle));
+            .block_on(presented(&addr, &bundle));
         let b = c
             .runtime
-            .block_on(presented(&format!("127.0.0.1:{other_port}"), &bundle));
+            .block_on(presented(&other_addr, &bundle));
         matches!((a, b), (Ok(a), Ok(b)) if a == b)
     });
     c.kubectl_ok(
@@ -657,4 +673,61 @@ fn builtin_rotation(c: &Cluster) {
         ],
         None,
     );
+}
+
+/// `scripts/dev-cluster up` three times at once (each with its own state): the
+/// ports are chosen and bound without a race, so all three come up, each with
+/// its own apiserver and credgate, while this binary's own cluster runs too.
+fn three_dev_clusters(c: &Cluster) {
+    let states: Vec<_> = (0..3)
+        .map(|i| c.state_file(&format!("parallel-{i}")))
+        .collect();
+    let dev_cluster = |command: &str, state: &Path| {
+        Command::new(repo().join("scripts/dev-cluster"))
+            .arg(command)
+            .env("CREDGATE_DEV_STATE", state)
+            .env("CREDGATE_BIN", env!("CARGO_BIN_EXE_credgate"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("scripts/dev-cluster runs")
+    };
+    let outputs: Vec<_> = std::thread::scope(|scope| {
+        let started: Vec<_> = states
+            .iter()
+            .map(|state| scope.spawn(|| dev_cluster("up", state)))
+            .collect();
+        started.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let mut ports = BTreeSet::new();
+    for (state, out) in states.iter().zip(&outputs) {
+        let ok = out.status.success()
+            && c.kubectl
+                .parent()
+                .map(|bins| {
+                    Command::new(bins.join("kubectl"))
+                        .env("KUBECONFIG", state.join("kubeconfig"))
+                        .args(["get", "--raw", "/readyz"])
+                        .output()
+                        .is_ok_and(|o| o.status.success())
+                })
+                .unwrap_or(false);
+        let cluster_ports = std::fs::read_to_string(state.join("ports")).unwrap_or_default()
+            + " "
+            + &std::fs::read_to_string(state.join("credgate.port")).unwrap_or_default();
+        ports.extend(cluster_ports.split_whitespace().map(str::to_owned));
+        if !ok {
+            for state in &states {
+                dev_cluster("down", state);
+            }
+            panic!(
+                "dev-cluster {} did not come up: {}",
+                state.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    for state in &states {
+        assert!(dev_cluster("down", state).status.success());
+    }
+    assert_eq!(ports.len(), 3 * 4, "every cluster has ports of its own: {ports:?}");
 }
