@@ -1,11 +1,11 @@
 //! Micro-benchmarks of the pure decision paths (criterion).
 
-use credgate::credential::Scope;
-use credgate::index::{Index, NamespaceInfo};
-use credgate::mutate;
+use credgate::model::credential::Scope;
+use credgate::model::workload::{Reference, Usage, WorkloadKind};
+use credgate::policy::mutate;
+use credgate::policy::validate;
 use credgate::policy::{Change, Operation, Settings};
-use credgate::validate;
-use credgate::workload::{Reference, Usage, WorkloadKind};
+use credgate::state::index::{Index, NamespaceInfo};
 use criterion::{Criterion, criterion_group, criterion_main};
 use k8s_openapi::api::core::v1::Secret;
 use std::hint::black_box;

@@ -7,7 +7,7 @@
 #![forbid(unsafe_code)]
 
 use bytes::Bytes;
-use credgate::metrics::Metrics;
+use credgate::server::metrics::Metrics;
 use credgate::server::tls::CertStore;
 use http_body_util::Full;
 use hyper::service::service_fn;

@@ -3,9 +3,9 @@
 //!
 //! `cargo run --release --example decision_latency`
 
-use credgate::index::{Index, NamespaceInfo};
-use credgate::mutate;
 use credgate::policy::Settings;
+use credgate::policy::mutate;
+use credgate::state::index::{Index, NamespaceInfo};
 use std::time::Instant;
 
 #[path = "../benches/support/mod.rs"]

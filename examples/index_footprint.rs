@@ -3,8 +3,8 @@
 //!
 //! `cargo run --release --example index_footprint`
 
-use credgate::index::{Index, NamespaceInfo};
-use credgate::workload::{Reference, Usage, WorkloadKind};
+use credgate::model::workload::{Reference, Usage, WorkloadKind};
+use credgate::state::index::{Index, NamespaceInfo};
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");

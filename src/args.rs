@@ -1,21 +1,16 @@
-//! Command line: `credgate serve` and `credgate certs`, one flattened group per concern.
+//! Command line: `credgate serve | certs | list | describe | rename`, one
+//! flattened group per concern. The process wiring of `serve` is [`crate::app`].
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 use tracing::info;
 
-use crate::admission::Admission;
 use crate::certs;
 use crate::cli;
-use crate::metrics::Metrics;
-use crate::policy::Settings;
-use crate::server::health::Health;
-use crate::server::{self, Server};
-use crate::watch;
+use crate::server;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -47,7 +42,7 @@ pub enum Command {
 impl Command {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
-            Command::Serve(args) => args.run().await,
+            Command::Serve(args) => crate::app::serve(args).await,
             Command::Certs(args) => args.run(),
             Command::List(args) => Ok(args.run().await?),
             Command::Describe(args) => Ok(args.run().await?),
@@ -151,7 +146,7 @@ pub struct BuiltinCertArgs {
 }
 
 impl BuiltinCertArgs {
-    fn options(&self, server: &ServerArgs) -> crate::builtin_certs::Options {
+    pub fn options(&self, server: &ServerArgs) -> crate::certs::builtin::Options {
         let ns = &self.cert_namespace;
         let dns = if self.dns.is_empty() && self.ips.is_empty() {
             vec![
@@ -163,7 +158,7 @@ impl BuiltinCertArgs {
         } else {
             self.dns.clone()
         };
-        crate::builtin_certs::Options {
+        crate::certs::builtin::Options {
             namespace: ns.clone(),
             secret: self.cert_secret.clone(),
             webhook_configs: self.webhook_configs.clone(),
@@ -252,78 +247,6 @@ impl ServerArgs {
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             max_connections: self.max_connections.max(1),
         }
-    }
-}
-
-impl ServeArgs {
-    pub async fn run(self) -> anyhow::Result<()> {
-        let settings = Settings {
-            credentials_namespace: self.policy.credentials_namespace.clone(),
-            controller_identity: self.policy.controller_identity.clone(),
-        };
-        let metrics = Arc::new(Metrics::default());
-        let client = kube::Client::try_default().await.context(
-            "no Kubernetes API to watch: run in a cluster, or set KUBECONFIG (scripts/dev-cluster env prints one)",
-        )?;
-        let certificates = (self.builtin_certs.cert_mode == CertMode::Builtin).then(|| {
-            let options = self.builtin_certs.options(&self.server);
-            if let Some(dir) = options.cert_file.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            options
-        });
-        if let Some(options) = &certificates {
-            crate::builtin_certs::first(&client, options).await;
-        }
-        let health = Arc::new(Health::default());
-        let index = watch::new_index(&health);
-        let admission = Admission::new(settings, index.clone(), Some(client.clone()));
-        let server =
-            Server::bind(self.server.options(), admission, metrics, health.clone()).await?;
-        let (namespaces_changed, on_namespaces) = tokio::sync::watch::channel(0u64);
-        let watches = tokio::spawn(watch::run(
-            client.clone(),
-            index.clone(),
-            health,
-            self.policy.credentials_namespace.clone(),
-            namespaces_changed,
-        ));
-        let controller = self.controller.controller.then(|| {
-            tokio::spawn(crate::controller::run(
-                client.clone(),
-                index,
-                self.policy.credentials_namespace,
-                self.controller.leader_election_namespace,
-                on_namespaces,
-            ))
-        });
-        let upkeep = certificates
-            .map(|options| tokio::spawn(crate::builtin_certs::run(client.clone(), options)));
-        server.run(shutdown_signal()).await;
-        watches.abort();
-        if let Some(upkeep) = upkeep {
-            upkeep.abort();
-        }
-        if let Some(controller) = controller {
-            controller.abort();
-        }
-        Ok(())
-    }
-}
-
-/// Completes on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = term => info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
     }
 }
 

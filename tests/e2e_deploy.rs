@@ -586,9 +586,7 @@ fn builtin_rotation(c: &Cluster) {
     });
     // The bundle may change while the replicas start: wait until one serves with it.
     eventually(30, "the replica to serve with the published CA", || {
-        c.runtime
-            .block_on(presented(&addr, &bundle()))
-            .is_ok()
+        c.runtime.block_on(presented(&addr, &bundle())).is_ok()
     });
 
     let client = c.client();
@@ -618,10 +616,7 @@ fn builtin_rotation(c: &Cluster) {
         // A new handshake, verified against the bundle published right now.
         let bundle = bundle();
         cas.insert(bundle.clone());
-        match c
-            .runtime
-            .block_on(presented(&addr, &bundle))
-        {
+        match c.runtime.block_on(presented(&addr, &bundle)) {
             Ok(cert) => {
                 served.insert(cert);
             }
@@ -657,12 +652,8 @@ fn builtin_rotation(c: &Cluster) {
     // Replicas agree: the Secret is the source of truth.
     eventually(10, "both replicas to serve the same certificate", || {
         let bundle = bundle();
-        let a = c
-            .runtime
-            .block_on(presented(&addr, &bundle));
-        let b = c
-            .runtime
-            .block_on(presented(&other_addr, &bundle));
+        let a = c.runtime.block_on(presented(&addr, &bundle));
+        let b = c.runtime.block_on(presented(&other_addr, &bundle));
         matches!((a, b), (Ok(a), Ok(b)) if a == b)
     });
     c.kubectl_ok(
@@ -729,5 +720,9 @@ fn three_dev_clusters(c: &Cluster) {
     for state in &states {
         assert!(dev_cluster("down", state).status.success());
     }
-    assert_eq!(ports.len(), 3 * 4, "every cluster has ports of its own: {ports:?}");
+    assert_eq!(
+        ports.len(),
+        3 * 4,
+        "every cluster has ports of its own: {ports:?}"
+    );
 }

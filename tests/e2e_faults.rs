@@ -205,7 +205,7 @@ fn faults_under_load(c: &Cluster) {
             let (exists, expected_secret) = if credential.starts_with("cl-") {
                 (
                     cluster_credentials.contains_key(&credential),
-                    credgate::copies::copy_name(&credential),
+                    credgate::model::copy::copy_name(&credential),
                 )
             } else {
                 (secrets.contains_key(&credential), credential.clone())
@@ -268,12 +268,12 @@ fn faults_under_load(c: &Cluster) {
                     s.metadata
                         .labels
                         .as_ref()
-                        .is_some_and(|l| l.contains_key(credgate::copies::MANAGED_LABEL))
+                        .is_some_and(|l| l.contains_key(credgate::model::copy::MANAGED_LABEL))
                 })
                 .collect();
             for (name, source) in &sources {
                 let meta = &source.metadata;
-                match copies.get(&credgate::copies::copy_name(name)) {
+                match copies.get(&credgate::model::copy::copy_name(name)) {
                     None => out.push(format!(
                         "{ns}: no copy of {name} (deleting: {}, finalizers: {:?}, annotations: {:?})",
                         meta.deletion_timestamp.is_some(),
@@ -288,7 +288,7 @@ fn faults_under_load(c: &Cluster) {
             }
             let wanted: BTreeSet<String> = sources
                 .keys()
-                .map(|n| credgate::copies::copy_name(n))
+                .map(|n| credgate::model::copy::copy_name(n))
                 .collect();
             out.extend(
                 copies

@@ -4,9 +4,9 @@ mod common;
 
 use common::{TestServer, client, fixture, issue, options, review_response};
 use credgate::admission::Admission;
-use credgate::metrics::Metrics;
 use credgate::policy::Settings;
 use credgate::server::Server;
+use credgate::server::metrics::Metrics;
 use std::io::BufRead as _;
 use std::path::Path;
 use std::process::{Command, Stdio};

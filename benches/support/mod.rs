@@ -1,7 +1,7 @@
 //! Fixtures shared by the benchmarks and the measuring examples.
 
-use credgate::credential::{CredentialType, Scope};
-use credgate::index::{Index, SecretInfo};
+use credgate::model::credential::{CredentialType, Scope};
+use credgate::state::index::{Index, SecretInfo};
 
 /// Adds the credentials the training pod names (db, s3, git, ghcr) to `namespace`.
 pub fn add_pod_credentials(index: &mut Index, namespace: &str) {

@@ -10,10 +10,10 @@ fuzz_target!(|data: &str| {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-    if let Ok(requests) = credgate::workload::parse(Some(&annotations)) {
+    if let Ok(requests) = credgate::model::workload::parse(Some(&annotations)) {
         let _ = requests.references().count();
     }
     for image in data.lines() {
-        let _ = credgate::registry::image_host(image);
+        let _ = credgate::model::registry::image_host(image);
     }
 });

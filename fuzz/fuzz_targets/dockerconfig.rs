@@ -4,8 +4,8 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = credgate::dockerconfig::registries(data);
+    let _ = credgate::model::dockerconfig::registries(data);
     if let Ok(s) = std::str::from_utf8(data) {
-        let _ = credgate::registry::normalize_host(s);
+        let _ = credgate::model::registry::normalize_host(s);
     }
 });

@@ -4,8 +4,8 @@
 #![no_main]
 
 use credgate::admission::{Admission, Endpoint};
-use credgate::credential::{CredentialType, Scope};
-use credgate::index::{Index, NamespaceInfo, SecretInfo};
+use credgate::model::credential::{CredentialType, Scope};
+use credgate::state::index::{Index, NamespaceInfo, SecretInfo};
 use credgate::policy::Settings;
 use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
@@ -40,7 +40,7 @@ static ADMISSION: LazyLock<Admission> = LazyLock::new(|| {
             },
         );
     }
-    for s in credgate::watch::sources() {
+    for s in credgate::state::watch::sources() {
         index.mark_synced(s);
     }
     Admission::with_index(Settings::default(), index)

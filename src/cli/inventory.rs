@@ -3,7 +3,7 @@
 //!
 //! Pure code over what the CLI listed (metadata of Secrets and namespaces,
 //! references of workloads): references are resolved with the webhook's own
-//! [`resolve`](crate::resolve) rules, so the graph shows what credgate injects.
+//! [`resolve`](crate::policy::resolve) rules, so the graph shows what credgate injects.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,12 +11,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 use crate::cli::table::{Column, Row};
-use crate::copies;
-use crate::credential::{Scope, annotation};
-use crate::index::{Index, NamespaceInfo, SecretInfo};
-use crate::policy::{Settings, object_meta};
-use crate::resolve;
-use crate::workload::{Reference, Usage, WorkloadKind};
+use crate::model::credential::object_meta;
+use crate::model::credential::{Scope, annotation};
+use crate::model::workload::{Reference, Usage, WorkloadKind};
+use crate::policy::Settings;
+use crate::policy::resolve;
+use crate::state::index::{Index, NamespaceInfo, SecretInfo};
 
 /// A workload as listed: what it references, and whether a listed workload owns it
 /// (a Deployment's ReplicaSets and Pods are shown as the Deployment).
@@ -175,12 +175,12 @@ pub fn build(settings: &Settings, cluster: &str, listing: &Listing) -> Vec<Crede
         let (ns, name) = ns_name(md);
         let annotations = md.annotations.as_ref();
         let hash = annotations
-            .and_then(|a| a.get(copies::HASH_ANNOTATION))
+            .and_then(|a| a.get(crate::model::copy::HASH_ANNOTATION))
             .map(String::as_str)
             .unwrap_or("");
         index.set_copy(ns, name, Some(hash));
         if let Some((src_ns, src_name)) = annotations
-            .and_then(|a| a.get(copies::SOURCE_ANNOTATION))
+            .and_then(|a| a.get(crate::model::copy::SOURCE_ANNOTATION))
             .and_then(|s| s.split_once('/'))
         {
             copy_sources.insert((ns, name), (src_ns.to_owned(), src_name.to_owned()));
@@ -241,7 +241,7 @@ pub fn build(settings: &Settings, cluster: &str, listing: &Listing) -> Vec<Crede
         credential_users.dedup();
         let copies = match &info.scope {
             Some(scope @ (Scope::Cluster | Scope::Department(_))) => {
-                let copy = copies::copy_name(name);
+                let copy = crate::model::copy::copy_name(name);
                 index
                     .visible_in(scope, ns)
                     .into_iter()
@@ -302,7 +302,10 @@ pub fn compare_copies(credential: &mut Credential, source_hash: &str, copies: &[
         .iter()
         .filter_map(|md| {
             let (ns, name) = ns_name(md);
-            let hash = md.annotations.as_ref()?.get(copies::HASH_ANNOTATION)?;
+            let hash = md
+                .annotations
+                .as_ref()?
+                .get(crate::model::copy::HASH_ANNOTATION)?;
             Some(((ns, name), hash.as_str()))
         })
         .collect();

@@ -11,9 +11,7 @@ pub mod table;
 
 use clap::{Args, ValueEnum};
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplate, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, PartialObjectMeta, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -24,11 +22,14 @@ use std::fmt::Debug;
 use std::io::{IsTerminal, Write as _};
 use std::time::Duration;
 
-use crate::copies::{MANAGED_LABEL, Source};
-use crate::credential::{annotation, label};
-use crate::index::NamespaceInfo;
+use crate::model::copy::MANAGED_LABEL;
+use crate::model::credential::{annotation, label};
+use crate::model::workload::{
+    KindVisitor, Workload as WorkloadType, WorkloadKind, references, visit,
+};
 use crate::policy::Settings;
-use crate::workload::{PodParts, WorkloadKind, references};
+use crate::propagation::copies::Source;
+use crate::state::index::NamespaceInfo;
 use inventory::{Credential, Listing, Workload};
 use table::{Column, Filter, Query, Sort, TableError};
 
@@ -231,28 +232,13 @@ impl Connection {
             Err(e) => return Err(self.error("list managed copies", e)),
         };
         let mut workloads = Vec::new();
-        macro_rules! kinds {
-            ($($k:ty),*) => {$(
-                match self.workloads::<$k>().await {
-                    Ok(w) => workloads.extend(w),
-                    Err(kube::Error::Api(s)) if s.code == 403 => {
-                        left_out.push(<$k as PodParts>::KIND.as_str())
-                    }
-                    Err(e) => return Err(self.error(
-                        format!("list {}s", <$k as PodParts>::KIND.as_str()), e)),
-                }
-            )*};
+        for kind in WorkloadKind::ALL {
+            match visit(kind, ListWorkloads(self)).await {
+                Ok(w) => workloads.extend(w),
+                Err(kube::Error::Api(s)) if s.code == 403 => left_out.push(kind.as_str()),
+                Err(e) => return Err(self.error(format!("list {}s", kind.as_str()), e)),
+            }
         }
-        kinds!(
-            Pod,
-            Deployment,
-            StatefulSet,
-            DaemonSet,
-            ReplicaSet,
-            Job,
-            CronJob,
-            PodTemplate
-        );
         if !left_out.is_empty() {
             eprintln!(
                 "note: your RBAC does not allow listing {}; usage and copies leave them out",
@@ -286,14 +272,7 @@ impl Connection {
         }
     }
 
-    async fn workloads<K>(&self) -> kube::Result<Vec<Workload>>
-    where
-        K: PodParts
-            + Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + Debug,
-    {
+    async fn workloads<K: WorkloadType>(&self) -> kube::Result<Vec<Workload>> {
         let objects = self
             .wide(|api: Api<K>| list_all(api, ListParams::default()))
             .await?;
@@ -353,6 +332,16 @@ impl Connection {
                     .join(", "),
             }),
         }
+    }
+}
+
+/// Lists one workload kind for the table (reached through the table of kinds' [`visit`]).
+struct ListWorkloads<'a>(&'a Connection);
+
+impl<'a> KindVisitor for ListWorkloads<'a> {
+    type Output = futures::future::LocalBoxFuture<'a, kube::Result<Vec<Workload>>>;
+    fn visit<K: WorkloadType>(self) -> Self::Output {
+        Box::pin(self.0.workloads::<K>())
     }
 }
 

@@ -7,9 +7,9 @@ use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use super::health::Health;
 use super::http::text;
-use crate::metrics::Metrics;
+use crate::server::metrics::Metrics;
+use crate::state::health::Health;
 
 /// What the admin handler reads.
 pub struct Admin {

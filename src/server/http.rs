@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::admission::{Admission, Decision, Endpoint};
-use crate::metrics::Metrics;
+use crate::server::metrics::Metrics;
 
 /// Limits applied to each webhook request.
 #[derive(Clone, Copy, Debug)]

@@ -6,8 +6,8 @@
 //! in-flight requests finish (bounded by the grace period).
 
 pub mod admin;
-pub mod health;
 pub mod http;
+pub mod metrics;
 pub mod tls;
 
 use hyper::service::service_fn;
@@ -25,8 +25,8 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::admission::Admission;
-use crate::metrics::Metrics;
-use health::Health;
+use crate::server::metrics::Metrics;
+use crate::state::health::Health;
 use tls::{CertStore, TlsError};
 
 /// Server settings.

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use tracing::{info, warn};
 
-use crate::metrics::Metrics;
+use crate::server::metrics::Metrics;
 
 /// Why a certificate or key could not be used.
 #[derive(Debug, thiserror::Error)]

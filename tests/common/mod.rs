@@ -4,11 +4,11 @@
 
 use credgate::admission::Admission;
 use credgate::certs;
-use credgate::index::{Index, NamespaceInfo};
-use credgate::metrics::Metrics;
 use credgate::policy::Settings;
 use credgate::server::http::Limits;
+use credgate::server::metrics::Metrics;
 use credgate::server::{Options, Server};
+use credgate::state::index::{Index, NamespaceInfo};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -84,7 +84,7 @@ struct Deleting {
     until: Instant,
 }
 
-/// The records, kept under the index's own mutex (see [`crate::index::Index::recent`]).
+/// The records, kept under the index's own mutex (see [`crate::state::index::Index::recent`]).
 /// A pod decision costs O(its credentials); a DELETE decision O(pods remembered).
 #[derive(Debug, Default)]
 pub struct Recent {

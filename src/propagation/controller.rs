@@ -11,6 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -20,17 +21,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
 
-use crate::copies::{self, MANAGED_LABEL, SOURCE_ANNOTATION, Source};
-use crate::credential::{Scope, annotation};
-use crate::watch::SharedIndex;
+use crate::model::copy::{MANAGED_LABEL, SOURCE_ANNOTATION};
+use crate::model::credential::COPIES_FINALIZER as FINALIZER;
+use crate::model::credential::status::{DELETING, ISSUES, NO_ISSUES};
+use crate::model::credential::{Scope, annotation};
+use crate::propagation::copies::{self, Source};
+use crate::state::SharedIndex;
 
-/// Finalizer that keeps a source until its copies are gone.
-pub const FINALIZER: &str = "credgate.run.ai/copies";
-/// Status values (the seeds' words).
-pub const CREATING: &str = "Creating…";
-pub const NO_ISSUES: &str = "No issues found";
-pub const ISSUES: &str = "Issues found";
-pub const DELETING: &str = "Deleting…";
 /// Copies written at once.
 pub const CONCURRENCY: usize = 16;
 
@@ -40,6 +37,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("the cluster index is not synced yet")]
     NotSynced,
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
 
 struct Ctx {
@@ -55,8 +54,9 @@ pub async fn run(
     credentials_namespace: String,
     lease_namespace: String,
     namespaces_changed: tokio::sync::watch::Receiver<u64>,
+    stop: tokio_util::sync::CancellationToken,
 ) {
-    loop {
+    while !stop.is_cancelled() {
         let manager =
             kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "credgate-controller")
                 .with_namespace(&lease_namespace)
@@ -68,17 +68,22 @@ pub async fn run(
             Ok(m) => m,
             Err(error) => {
                 warn!(%error, namespace = %lease_namespace, "cannot use the leader Lease; retrying");
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    () = stop.cancelled() => {}
+                }
                 continue;
             }
         };
         let (mut leader, task) = manager.watch().await;
+        let mut stopped = false;
         while !*leader.borrow_and_update() {
-            if leader.changed().await.is_err() {
-                break;
+            tokio::select! {
+                changed = leader.changed() => if changed.is_err() { break },
+                () = stop.cancelled() => { stopped = true; break }
             }
         }
-        if *leader.borrow() {
+        if !stopped && *leader.borrow() {
             info!("leading: propagating credentials");
             let controller = controller(
                 client.clone(),
@@ -91,8 +96,10 @@ pub async fn run(
                 _ = async { while leader.changed().await.is_ok() && *leader.borrow() {} } => {
                     warn!("lost the leader Lease; another replica propagates now");
                 }
+                () = stop.cancelled() => info!("stopping: handing back the leader Lease"),
             }
         }
+        // Closing the channel makes the manager release the Lease.
         drop(leader);
         let _ = task.await;
     }
@@ -142,8 +149,8 @@ async fn controller(
 fn error_policy(_: Arc<PartialObjectMeta<Secret>>, error: &Error, _: Arc<Ctx>) -> Action {
     match error {
         Error::NotSynced => Action::requeue(Duration::from_secs(1)),
-        Error::Kube(e) => {
-            warn!(error = %e, "propagation failed; retrying");
+        Error::Kube(_) | Error::Finalizer(_) => {
+            warn!(%error, "propagation failed; retrying");
             Action::requeue(Duration::from_secs(5))
         }
     }
@@ -152,7 +159,7 @@ fn error_policy(_: Arc<PartialObjectMeta<Secret>>, error: &Error, _: Arc<Ctx>) -
 async fn reconcile(secret: Arc<PartialObjectMeta<Secret>>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let namespace = secret.namespace().unwrap_or_default();
     let name = secret.name_any();
-    let meta = crate::policy::object_meta(&secret.metadata, &namespace);
+    let meta = crate::model::credential::object_meta(&secret.metadata, &namespace);
     if !meta.is_credential() {
         return Ok(Action::await_change());
     }
@@ -177,7 +184,7 @@ async fn reconcile(secret: Arc<PartialObjectMeta<Secret>>, ctx: Arc<Ctx>) -> Res
             _ => BTreeSet::new(),
         };
         // Copies that exist now, by namespace, with the hash they carry.
-        let existing = index.copies_named(&copies::copy_name(&name));
+        let existing = index.copies_named(&crate::model::copy::copy_name(&name));
         (scope, targets, backs, existing)
     };
     // An existing Secret behind credentials: its credentials carry the copies.
@@ -197,90 +204,112 @@ async fn reconcile(secret: Arc<PartialObjectMeta<Secret>>, ctx: Arc<Ctx>) -> Res
     if !matches!(scope, Some(Scope::Cluster | Scope::Department(_))) {
         return Ok(Action::await_change());
     }
-    let uid = secret.uid().unwrap_or_default();
+    // kube-runtime's finalizer helper adds the finalizer (mutate already adds
+    // it at CREATE), and calls `cleanup` before removing it on deletion.
     let api: Api<PartialObjectMeta<Secret>> = Api::namespaced(ctx.client.clone(), &namespace);
+    let work = Work {
+        api: api.clone(),
+        ctx: ctx.clone(),
+        targets,
+        existing,
+    };
+    finalizer(&api, FINALIZER, secret, |event| async move {
+        match event {
+            FinalizerEvent::Apply(secret) => work.propagate(secret).await,
+            FinalizerEvent::Cleanup(secret) => work.cleanup(secret).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
 
-    if secret.metadata.deletion_timestamp.is_some() {
-        set_status(&api, &secret, DELETING, None).await?;
+/// One reconcile of a cluster or department credential.
+struct Work {
+    api: Api<PartialObjectMeta<Secret>>,
+    ctx: Arc<Ctx>,
+    /// Project namespaces that should hold a copy.
+    targets: BTreeSet<String>,
+    /// Copies that exist now, by namespace, with the hash they carry.
+    existing: std::collections::HashMap<String, String>,
+}
+
+impl Work {
+    /// Deleting: removes every copy (found by the source's uid); the helper
+    /// then removes the finalizer.
+    async fn cleanup(&self, secret: Arc<PartialObjectMeta<Secret>>) -> Result<Action, Error> {
+        let (api, ctx) = (&self.api, &self.ctx);
+        let uid = secret.uid().unwrap_or_default();
+        set_status(api, &secret, DELETING, None).await?;
         for (ns, copy) in copies::copies_of(&ctx.client, &uid).await? {
             copies::delete_copy(&ctx.client, &ns, &copy, &uid).await?;
         }
-        let finalizers: Vec<String> = secret
-            .finalizers()
+        info!(namespace = %secret.namespace().unwrap_or_default(), name = %secret.name_any(), "copies removed; credential released");
+        Ok(Action::await_change())
+    }
+
+    /// Writes the missing and stale copies, removes copies outside the
+    /// credential's reach, and sets the status.
+    async fn propagate(&self, secret: Arc<PartialObjectMeta<Secret>>) -> Result<Action, Error> {
+        let (api, ctx, targets, existing) = (&self.api, &self.ctx, &self.targets, &self.existing);
+        let namespace = secret.namespace().unwrap_or_default();
+        let name = secret.name_any();
+        let uid = secret.uid().unwrap_or_default();
+        let Some(source) = Source::read(&ctx.client, &namespace, &name).await? else {
+            set_status(
+                api,
+                &secret,
+                ISSUES,
+                Some("the existing Secret behind this credential is missing".into()),
+            )
+            .await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        };
+        // Only copies that are missing or stale are written; the index says which.
+        let hash = source.hash();
+        let stale: Vec<String> = targets
             .iter()
-            .filter(|f| *f != FINALIZER)
+            .filter(|ns| existing.get(ns.as_str()) != Some(&hash))
             .cloned()
             .collect();
-        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": secret.resource_version()}});
-        api.patch_metadata(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        info!(%namespace, %name, "copies removed; credential released");
-        return Ok(Action::await_change());
-    }
-    if !secret.finalizers().iter().any(|f| f == FINALIZER) {
-        let mut finalizers = secret.finalizers().to_vec();
-        finalizers.push(FINALIZER.to_owned());
-        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": secret.resource_version()}});
-        api.patch_metadata(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        // The change re-triggers this reconcile.
-        return Ok(Action::await_change());
-    }
-    let Some(source) = Source::read(&ctx.client, &namespace, &name).await? else {
-        set_status(
-            &api,
-            &secret,
-            ISSUES,
-            Some("the existing Secret behind this credential is missing".into()),
-        )
-        .await?;
-        return Ok(Action::requeue(Duration::from_secs(30)));
-    };
-    // Only copies that are missing or stale are written; the index says which.
-    let hash = source.hash();
-    let stale: Vec<String> = targets
-        .iter()
-        .filter(|ns| existing.get(ns.as_str()) != Some(&hash))
-        .cloned()
-        .collect();
-    let results: Vec<_> = futures::stream::iter(stale)
-        .map(|ns| {
-            let (source, client, present) = (&source, &ctx.client, existing.contains_key(&ns));
-            async move {
-                if present {
-                    source.ensure(client, &ns).await
-                } else {
-                    source.create_first(client, &ns).await
+        let results: Vec<_> = futures::stream::iter(stale)
+            .map(|ns| {
+                let (source, client, present) = (&source, &ctx.client, existing.contains_key(&ns));
+                async move {
+                    if present {
+                        source.ensure(client, &ns).await
+                    } else {
+                        source.create_first(client, &ns).await
+                    }
                 }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        drop(source);
+        let mut problems: Vec<String> = results
+            .into_iter()
+            .filter_map(Result::err)
+            .map(|e| e.to_string())
+            .collect();
+        let copy = crate::model::copy::copy_name(&name);
+        let orphans: Vec<&String> = existing
+            .keys()
+            .filter(|ns| !targets.contains(ns.as_str()))
+            .collect();
+        for ns in orphans {
+            if let Err(e) = copies::delete_copy(&ctx.client, ns, &copy, &uid).await {
+                problems.push(format!("namespace {ns}: could not remove the copy: {e}"));
             }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    drop(source);
-    let mut problems: Vec<String> = results
-        .into_iter()
-        .filter_map(Result::err)
-        .map(|e| e.to_string())
-        .collect();
-    let copy = copies::copy_name(&name);
-    let orphans: Vec<&String> = existing
-        .keys()
-        .filter(|ns| !targets.contains(ns.as_str()))
-        .collect();
-    for ns in orphans {
-        if let Err(e) = copies::delete_copy(&ctx.client, ns, &copy, &uid).await {
-            problems.push(format!("namespace {ns}: could not remove the copy: {e}"));
         }
+        problems.sort();
+        if problems.is_empty() {
+            set_status(api, &secret, NO_ISSUES, None).await?;
+        } else {
+            warn!(%namespace, %name, problems = problems.len(), "propagation has issues");
+            set_status(api, &secret, ISSUES, Some(problems.join("; "))).await?;
+        }
+        Ok(Action::requeue(Duration::from_secs(300)))
     }
-    problems.sort();
-    if problems.is_empty() {
-        set_status(&api, &secret, NO_ISSUES, None).await?;
-    } else {
-        warn!(%namespace, %name, problems = problems.len(), "propagation has issues");
-        set_status(&api, &secret, ISSUES, Some(problems.join("; "))).await?;
-    }
-    Ok(Action::requeue(Duration::from_secs(300)))
 }
 
 /// Writes `run.ai/status` and `run.ai/status-message` when they differ.

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
-use crate::registry;
+use crate::model::registry;
 
 /// What is wrong with a `.dockerconfigjson`, phrased for the person who wrote it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

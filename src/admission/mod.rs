@@ -7,23 +7,21 @@
 //! secret data cannot reach a log line or a response.
 
 use json_patch::PatchOperation;
-use k8s_openapi::api::core::v1::Secret;
 use kube::core::admission::{self, AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::core::{DynamicObject, GroupVersionKind};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use crate::claims::{self, Claim};
-use crate::copies::Source;
-use crate::credential::annotation;
-use crate::index::Index;
-use crate::policy::{Allow, Change, Deny, Operation, Settings, Verdict, secret_meta};
-use crate::recent::{AdmittedUsers, BeingDeleted, PodName};
-use crate::watch::SharedIndex;
-use crate::workload::WorkloadKind;
-use crate::{live, mutate, patch, validate};
-use std::time::Instant;
+use crate::model::workload::WorkloadKind;
+use crate::policy::{Allow, Change, Deny, Operation, Settings, Verdict, patch};
+use crate::state::SharedIndex;
+use crate::state::index::Index;
+
+pub mod claims;
+mod pod;
+mod secret;
+mod workload;
 
 const API_VERSION: &str = "admission.k8s.io/v1";
 const KIND: &str = "AdmissionReview";
@@ -178,331 +176,50 @@ impl Admission {
         endpoint: Endpoint,
         req: &AdmissionRequest<DynamicObject>,
     ) -> (Verdict, Vec<PatchOperation>) {
-        let unsupported = || {
-            Err(Deny(format!(
-                "credgate does not handle {}{} on /{}; check the webhook configuration's rules",
-                kind_name(&req.kind),
-                req.sub_resource
-                    .as_deref()
-                    .map(|s| format!(" (subresource {s})"))
-                    .unwrap_or_default(),
-                endpoint.as_str()
-            )))
-        };
-        if req.sub_resource.is_some() {
-            return (unsupported(), Vec::new());
-        }
-        match (
-            req.kind.group.as_str(),
-            req.kind.version.as_str(),
-            req.kind.kind.as_str(),
-        ) {
-            ("", "v1", "Secret") => {
-                let (object, old_object) = match typed::<Secret>(req) {
-                    Ok(objects) => objects,
-                    Err(deny) => return (Err(deny), Vec::new()),
-                };
-                let change = change(req, object.as_ref(), old_object.as_ref());
-                match endpoint {
-                    Endpoint::Validate => {
-                        // One read of the snapshot for the rules and the DELETE
-                        // record: no watch event can fall between them.
-                        let (verdict, reach) = {
-                            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-                            let deletion = validate::deletion(&self.settings, &index, &change);
-                            let verdict = validate::secret(&self.settings, &index, &change)
-                                .and_then(|allow| match &deletion {
-                                    Some(d) => self
-                                        .note_delete(&index, &change, d, req.dry_run)
-                                        .map(|keys| (allow, keys)),
-                                    None => Ok((allow, Vec::new())),
-                                });
-                            (verdict, deletion.map(|d| d.reach))
-                        };
-                        let verdict = match (verdict, reach) {
-                            (Ok((allow, keys)), Some(namespaces))
-                                if namespaces.len() <= live::MAX_NAMESPACES =>
-                            {
-                                self.confirm_unused(&change, &namespaces, &keys, allow)
-                                    .await
-                            }
-                            (verdict, _) => verdict.map(|(allow, _)| allow),
-                        };
-                        let verdict = match verdict {
-                            Ok(allow) => self
-                                .claim_existing_secret(&change, req.dry_run)
-                                .await
-                                .map(|()| allow),
-                            denied => denied,
-                        };
-                        (verdict, Vec::new())
-                    }
-                    Endpoint::Mutate => (
-                        Ok(Allow::default()),
-                        mutate::secret(&self.settings, &change),
-                    ),
-                }
+        match (endpoint, Route::of(req)) {
+            (_, Some(Route::Secret)) => self.secret(endpoint, req).await,
+            (Endpoint::Mutate, Some(Route::Pod)) => self.pod(req).await,
+            (Endpoint::Validate, Some(Route::Workload(kind))) => {
+                (self.workload(kind, req), Vec::new())
             }
-            ("", "v1", "Pod") if endpoint == Endpoint::Mutate => {
-                if req.operation != admission::Operation::Create {
-                    return (Ok(Allow::default()), Vec::new());
-                }
-                let Some(object) = req.object.as_ref() else {
-                    return (Err(Deny("the request carries no Pod".into())), Vec::new());
-                };
-                let namespace = req.namespace.as_deref().unwrap_or_default();
-                // Read in place: annotations from the typed metadata, the spec as JSON.
-                let (annotations, spec) = (
-                    object.metadata.annotations.as_ref(),
-                    object.data.get("spec"),
-                );
-                let mutation = {
-                    let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-                    validate::synced(&index).and_then(|()| {
-                        mutate::pod(&self.settings, &index, namespace, annotations, spec)
-                    })
-                };
-                let mutation = match mutation {
-                    Ok(m) => m,
-                    Err(deny) => return (Err(deny), Vec::new()),
-                };
-                if !req.dry_run
-                    && let Err(deny) = self
-                        .ensure_copies(namespace, &mutation.missing_copies)
-                        .await
-                {
-                    return (Err(deny), Vec::new());
-                }
-                let name = PodName::new(
-                    object.metadata.name.as_deref(),
-                    object.metadata.generate_name.as_deref(),
-                );
-                if let Err(deny) = self.note_pod(namespace, name, &mutation.uses, req.dry_run) {
-                    return (Err(deny), Vec::new());
-                }
-                (
-                    Ok(Allow {
-                        warnings: mutation.warnings,
-                    }),
-                    mutation.ops,
-                )
-            }
-            (group, "v1", kind)
-                if endpoint == Endpoint::Validate && workload_kind(group, kind).is_some() =>
-            {
-                let kind = workload_kind(group, kind).unwrap_or(WorkloadKind::Pod);
-                let object = req
-                    .object
-                    .as_ref()
-                    .and_then(|o| serde_json::to_value(o).ok());
-                let change = change(req, object.as_ref(), None);
-                let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-                (
-                    validate::workload(&self.settings, &index, kind, &change),
-                    Vec::new(),
-                )
-            }
-            _ => (unsupported(), Vec::new()),
+            _ => (
+                Err(Deny(format!(
+                    "credgate does not handle {}{} on /{}; check the webhook configuration's rules",
+                    kind_name(&req.kind),
+                    req.sub_resource
+                        .as_deref()
+                        .map(|s| format!(" (subresource {s})"))
+                        .unwrap_or_default(),
+                    endpoint.as_str()
+                ))),
+                Vec::new(),
+            ),
         }
     }
 }
 
-impl Admission {
-    /// A pod about to be admitted is refused while a credential it uses is
-    /// being deleted, else recorded until the watch shows it (see [`crate::recent`]).
-    fn note_pod(
-        &self,
-        namespace: &str,
-        name: PodName,
-        uses: &[String],
-        dry_run: bool,
-    ) -> Result<(), Deny> {
-        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        index
-            .recent()
-            .admit_pod(namespace, name, uses, !dry_run, Instant::now())
-            .map_err(|BeingDeleted(credential)| {
-                Deny(format!(
-                    "credential {credential:?} is being deleted, so this pod cannot use it; if the deletion was refused, retry in a few seconds"
-                ))
-            })
-    }
-
-    /// A credential DELETE the snapshot allows is refused while a pod admitted
-    /// moments ago uses it, else recorded for pods about to name it. Returns
-    /// the uids recorded.
-    fn note_delete(
-        &self,
-        index: &Index,
-        change: &Change<'_, Secret>,
-        deletion: &validate::Deletion,
-        dry_run: bool,
-    ) -> Result<Vec<String>, Deny> {
-        let Some(old) = change.old_object else {
-            return Ok(Vec::new());
-        };
-        let meta = secret_meta(old, change.namespace);
-        let keys: Vec<(String, String)> = deletion
-            .credentials
-            .iter()
-            .filter_map(|((ns, secret), credential)| {
-                let uid = if secret == meta.name {
-                    old.metadata.uid.clone()
-                } else {
-                    index.secret(ns, secret).map(|info| info.uid.clone())
-                };
-                Some((uid?, credential.clone()))
-            })
-            .collect();
-        index
-            .recent()
-            .delete(&keys, !dry_run, Instant::now())
-            .map(|()| keys.into_iter().map(|(uid, _)| uid).collect())
-            .map_err(|AdmittedUsers(pods)| {
-                Deny(format!(
-                    "credential {:?} is in use by {} admitted moments ago: {}; remove these references (or delete the pods) first",
-                    meta.credential_name(),
-                    if pods.len() == 1 { "a pod" } else { "pods" },
-                    pods.join(", ")
-                ))
-            })
-    }
-
-    /// A credential DELETE the snapshot allows, decided again on the workloads
-    /// the API server holds now (see [`crate::live`]).
-    async fn confirm_unused(
-        &self,
-        change: &Change<'_, Secret>,
-        namespaces: &[String],
-        recorded: &[String],
-        mut allow: Allow,
-    ) -> Verdict {
-        let Some(client) = &self.client else {
-            return Ok(allow);
-        };
-        match live::workloads(client, namespaces).await {
-            Ok(live) => {
-                let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-                validate::in_use_live(&self.settings, &index, &live, change)
-                    .map(|_| allow)
-                    .inspect_err(|_| {
-                        let mut recent = index.recent();
-                        for uid in recorded {
-                            recent.forget_delete(uid);
-                        }
-                    })
-            }
-            Err(error) => {
-                warn!(%error, namespace = change.namespace, "could not confirm a credential DELETE with the API server; the cached view decides");
-                allow.warnings.push(format!(
-                    "credgate could not confirm with the API server that no workload uses this credential ({error}); it decided on its cached view"
-                ));
-                Ok(allow)
-            }
-        }
-    }
-
-    /// No pod before its copy: creates the missing copies of cluster and
-    /// department credentials in the pod's namespace before answering.
-    async fn ensure_copies(&self, namespace: &str, sources: &[String]) -> Result<(), Deny> {
-        if sources.is_empty() {
-            return Ok(());
-        }
-        let Some(client) = &self.client else {
-            return Err(Deny(
-                "credgate runs without API access and cannot create credential copies".into(),
-            ));
-        };
-        let retry = |why: String| Deny(format!("{why}; this is temporary, retry in a few seconds"));
-        for source in sources {
-            let work = async {
-                let Some(src) = Source::read(client, &self.settings.credentials_namespace, source)
-                    .await
-                    .map_err(|e| e.to_string())?
-                else {
-                    return Err(format!("credential Secret {source:?} is gone"));
-                };
-                src.create_first(client, namespace)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(src.hash())
-            };
-            match tokio::time::timeout(std::time::Duration::from_secs(3), work).await {
-                Ok(Ok(hash)) => {
-                    let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-                    index.set_copy(namespace, &crate::copies::copy_name(source), Some(&hash));
-                }
-                Ok(Err(why)) => {
-                    return Err(retry(format!(
-                        "credgate could not copy credential {source:?} into namespace {namespace:?} for this pod: {why}"
-                    )));
-                }
-                Err(_) => {
-                    return Err(retry(format!(
-                        "credgate could not copy credential {source:?} into namespace {namespace:?} in time"
-                    )));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// A credential backed by an existing Secret claims it through the API server.
-    async fn claim_existing_secret(
-        &self,
-        change: &Change<'_, Secret>,
-        dry_run: bool,
-    ) -> Result<(), Deny> {
-        let (Operation::Create | Operation::Update, Some(object)) =
-            (change.operation, change.object)
-        else {
-            return Ok(());
-        };
-        let meta = secret_meta(object, change.namespace);
-        let Some(existing) = meta.annotation(annotation::EXISTING_SECRET) else {
-            return Ok(());
-        };
-        let Some(client) = &self.client else {
-            return Err(Deny(
-                "credgate runs without API access and cannot check existing secrets".into(),
-            ));
-        };
-        // Validation passed, so type and scope are known to be valid.
-        let kind = validate::credential_type(object, &meta)?;
-        let scope = meta
-            .scope(&self.settings.credentials_namespace)
-            .map_err(|e| Deny(e.to_string()))?;
-        let claim = Claim {
-            namespace: meta.namespace,
-            existing_secret: existing,
-            holder: meta.name,
-            kind,
-            scope: &scope,
-            dry_run,
-        };
-        claims::claim(client, &claim).await.map_err(|Deny(why)| {
-            Deny(format!(
-                "credential {:?} ({kind}): {why}",
-                meta.credential_name()
-            ))
-        })
-    }
+/// Which handler a request goes to: one per kind of object.
+enum Route {
+    /// A Secret: credential validation and stamping ([`secret`]).
+    Secret,
+    /// A Pod CREATE: injection ([`pod`]).
+    Pod,
+    /// A workload with a pod template: its references are checked ([`workload`]).
+    Workload(WorkloadKind),
 }
 
-/// Workload kinds whose pod templates `/validate` checks.
-fn workload_kind(group: &str, kind: &str) -> Option<WorkloadKind> {
-    match (group, kind) {
-        ("apps", "Deployment") => Some(WorkloadKind::Deployment),
-        ("apps", "StatefulSet") => Some(WorkloadKind::StatefulSet),
-        ("apps", "DaemonSet") => Some(WorkloadKind::DaemonSet),
-        ("apps", "ReplicaSet") => Some(WorkloadKind::ReplicaSet),
-        ("batch", "Job") => Some(WorkloadKind::Job),
-        ("batch", "CronJob") => Some(WorkloadKind::CronJob),
-        ("", "PodTemplate") => Some(WorkloadKind::PodTemplate),
-        _ => None,
+impl Route {
+    fn of(req: &AdmissionRequest<DynamicObject>) -> Option<Route> {
+        if req.sub_resource.is_some() || req.kind.version != "v1" {
+            return None;
+        }
+        match (req.kind.group.as_str(), req.kind.kind.as_str()) {
+            ("", "Secret") => Some(Route::Secret),
+            ("", "Pod") => Some(Route::Pod),
+            (group, kind) => WorkloadKind::from_group_kind(group, kind).map(Route::Workload),
+        }
     }
 }
-
 fn kind_name(gvk: &GroupVersionKind) -> String {
     if gvk.group.is_empty() {
         format!("{}/{}", gvk.version, gvk.kind)
@@ -736,7 +453,9 @@ mod tests {
             "spec": {"containers": [{"name": "main", "image": "busybox"}]}});
         // The answer, and the DELETE records left: (pods, deletions).
         let decide = |pods: Option<Vec<Value>>| {
-            let index = std::sync::Arc::new(std::sync::RwLock::new(crate::resolve::tests::index()));
+            let index = std::sync::Arc::new(std::sync::RwLock::new(
+                crate::policy::resolve::tests::index(),
+            ));
             let admission =
                 Admission::new(Settings::default(), index.clone(), Some(fake_api(pods)));
             let delete = delete.clone();

@@ -11,46 +11,12 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
-use crate::credential::{annotation, label};
-
-/// Label on every managed copy.
-pub const MANAGED_LABEL: &str = "credgate.run.ai/managed-copy";
-/// Label with the source credential's uid, to find all its copies.
-pub const SOURCE_UID_LABEL: &str = "credgate.run.ai/source-uid";
-/// Annotation `namespace/name` of the source credential.
-pub const SOURCE_ANNOTATION: &str = "credgate.run.ai/source";
-/// Annotation with the hash of the source data.
-pub const HASH_ANNOTATION: &str = "credgate.run.ai/source-hash";
-
-/// The name of the copy of credential Secret `source` (in the credentials namespace).
-pub fn copy_name(source: &str) -> String {
-    let name = format!("credgate.{source}");
-    if name.len() <= 253 {
-        return name;
-    }
-    let digest = Sha256::digest(source.as_bytes());
-    format!("credgate.{}", hex(&digest[..8]))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `sha256:<hex>` of the data (keys sorted; each key and value length-prefixed).
-pub fn data_hash(data: &BTreeMap<String, ByteString>, secret_type: Option<&str>) -> String {
-    let mut h = Sha256::new();
-    h.update(secret_type.unwrap_or("Opaque").as_bytes());
-    for (k, v) in data {
-        h.update((k.len() as u64).to_be_bytes());
-        h.update(k.as_bytes());
-        h.update((v.0.len() as u64).to_be_bytes());
-        h.update(&v.0);
-    }
-    format!("sha256:{}", hex(&h.finalize()))
-}
+use crate::model::copy::{
+    HASH_ANNOTATION, MANAGED_LABEL, SOURCE_ANNOTATION, SOURCE_UID_LABEL, copy_name, data_hash,
+};
+use crate::model::credential::{annotation, label};
 
 /// What a copy is made from: the credential and the Secret holding its data.
 #[derive(Clone, Debug)]

@@ -12,28 +12,55 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::credential::{CredentialType, Meta, Scope, annotation};
-use crate::recent::Recent;
-use crate::workload::{Reference, WorkloadKind};
+use crate::model::credential::{CredentialType, Meta, Scope, annotation};
+use crate::model::workload::{Reference, WorkloadKind};
+use crate::state::recent::Recent;
 
 /// An interned string.
 pub type Sym = u32;
 
+/// Names shared by many workloads, stored once. Each [`Sym`] counts its
+/// holders (a stored reference, a namespace's entry); a name nothing holds is
+/// freed and its id reused, so namespace and credential churn does not grow
+/// memory.
 #[derive(Debug, Default)]
 struct Interner {
     ids: HashMap<Box<str>, Sym>,
-    names: Vec<Box<str>>,
+    /// By id: the name and how many holders it has (0: free).
+    names: Vec<(Box<str>, u32)>,
+    free: Vec<Sym>,
 }
 
 impl Interner {
+    /// The id of `s`, with one more holder.
     fn intern(&mut self, s: &str) -> Sym {
-        if let Some(id) = self.ids.get(s) {
-            return *id;
+        if let Some(&id) = self.ids.get(s) {
+            self.names[id as usize].1 += 1;
+            return id;
         }
-        let id = self.names.len() as Sym;
-        self.names.push(s.into());
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.names[id as usize] = (s.into(), 1);
+                id
+            }
+            None => {
+                self.names.push((s.into(), 1));
+                (self.names.len() - 1) as Sym
+            }
+        };
         self.ids.insert(s.into(), id);
         id
+    }
+
+    /// One holder less; the name is freed when none is left.
+    fn release(&mut self, id: Sym) {
+        let entry = &mut self.names[id as usize];
+        entry.1 = entry.1.saturating_sub(1);
+        if entry.1 == 0 {
+            let name = std::mem::take(&mut entry.0);
+            self.ids.remove(&name);
+            self.free.push(id);
+        }
     }
 
     fn get(&self, s: &str) -> Option<Sym> {
@@ -41,7 +68,12 @@ impl Interner {
     }
 
     fn name(&self, id: Sym) -> &str {
-        &self.names[id as usize]
+        &self.names[id as usize].0
+    }
+
+    /// Names held now.
+    fn len(&self) -> usize {
+        self.ids.len()
     }
 }
 
@@ -106,6 +138,14 @@ enum Ref {
     Credential(Sym),
 }
 
+impl Ref {
+    fn sym(self) -> Sym {
+        match self {
+            Ref::Secret(s) | Ref::Credential(s) => s,
+        }
+    }
+}
+
 type WorkloadKey = (WorkloadKind, Box<str>);
 
 /// Most workloads hold one or two references: kept inline, no allocation.
@@ -141,7 +181,7 @@ pub struct Index {
     workloads: HashMap<Sym, NamespaceWorkloads>,
     /// Sources whose first full list has not arrived, or whose watch is failing.
     not_synced: BTreeMap<String, String>,
-    /// Decisions the watches have not shown yet (see [`crate::recent`]).
+    /// Decisions the watches have not shown yet (see [`crate::state::recent`]).
     recent: std::sync::Mutex<Recent>,
 }
 
@@ -190,9 +230,9 @@ impl Index {
         self.namespaces.remove(name);
     }
 
-    /// Replaces all namespaces (after a full list).
-    pub fn replace_namespaces(&mut self, all: impl IntoIterator<Item = (String, NamespaceInfo)>) {
-        self.namespaces = all.into_iter().collect();
+    /// Keeps only the namespaces `keep` accepts (after a full list).
+    pub fn retain_namespaces(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.namespaces.retain(|name, _| keep(name));
     }
 
     pub fn namespace(&self, name: &str) -> Option<&NamespaceInfo> {
@@ -244,14 +284,12 @@ impl Index {
         }
     }
 
-    pub fn replace_secrets(
-        &mut self,
-        all: impl IntoIterator<Item = ((String, String), SecretInfo)>,
-    ) {
-        self.secrets.clear();
-        for ((ns, name), info) in all {
-            self.set_secret(&ns, &name, info);
-        }
+    /// Keeps only the labelled Secrets `keep` accepts, by namespace and name (after a full list).
+    pub fn retain_secrets(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
+        self.secrets.retain(|ns, in_ns| {
+            in_ns.retain(|name, _| keep(ns, name));
+            !in_ns.is_empty()
+        });
     }
 
     pub fn secret(&self, namespace: &str, name: &str) -> Option<&SecretInfo> {
@@ -323,7 +361,7 @@ impl Index {
 
     // ---- decisions not yet shown by the watches ----
 
-    /// The records of [`crate::recent`]: checked and updated in one step by
+    /// The records of [`crate::state::recent`]: checked and updated in one step by
     /// the pod and DELETE decisions, which hold only a read lock on the index.
     pub fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
         self.recent.lock().unwrap_or_else(|e| e.into_inner())
@@ -346,20 +384,32 @@ impl Index {
         if kind == WorkloadKind::Pod {
             self.recent_mut().pod_stored(namespace, name);
         }
-        let mut refs: Refs = references
+        // Deduplicated before interning: each stored reference holds its name once.
+        let mut named: Vec<(bool, String)> = references
             .into_iter()
             .map(|r| match r {
-                Reference::Secret(n, _) => Ref::Secret(self.strings.intern(&n)),
-                Reference::Credential(n, _) => Ref::Credential(self.strings.intern(&n)),
+                Reference::Secret(n, _) => (true, n),
+                Reference::Credential(n, _) => (false, n),
+            })
+            .collect();
+        named.sort_unstable();
+        named.dedup();
+        let mut refs: Refs = named
+            .iter()
+            .map(|(secret, n)| match secret {
+                true => Ref::Secret(self.strings.intern(n)),
+                false => Ref::Credential(self.strings.intern(n)),
             })
             .collect();
         refs.sort_unstable();
-        refs.dedup();
+        // This call's hold on the namespace's name; the entry keeps one of its own.
         let ns = self.strings.intern(namespace);
+        let existed = self.workloads.contains_key(&ns);
         let entry = self.workloads.entry(ns).or_default();
         let key: WorkloadKey = (kind, name.into());
-        if let Some(old) = entry.workloads.remove(&key) {
-            uncount(&mut entry.counts, &old);
+        let old = entry.workloads.remove(&key);
+        if let Some(old) = &old {
+            uncount(&mut entry.counts, old);
         }
         if !refs.is_empty() {
             for r in &refs {
@@ -368,9 +418,25 @@ impl Index {
             refs.shrink_to_fit();
             entry.workloads.insert(key, refs);
         }
-        if entry.workloads.is_empty() {
+        let now_empty = entry.workloads.is_empty();
+        if now_empty {
             self.workloads.remove(&ns);
         }
+        for r in old.iter().flatten() {
+            self.strings.release(r.sym());
+        }
+        // Keep this call's hold only for an entry it created and that stays.
+        if existed || now_empty {
+            self.strings.release(ns);
+        }
+        if existed && now_empty {
+            self.strings.release(ns);
+        }
+    }
+
+    /// Names the index holds (namespaces and references of stored workloads).
+    pub fn interned(&self) -> usize {
+        self.strings.len()
     }
 
     pub fn remove_workload(&mut self, kind: WorkloadKind, namespace: &str, name: &str) {
@@ -469,7 +535,56 @@ fn uncount(counts: &mut HashMap<Ref, u32>, refs: &[Ref]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::Usage;
+    use crate::model::workload::Usage;
+
+    /// Names nothing references any more are freed: namespace churn does not grow the index.
+    #[test]
+    fn the_interner_frees_names_nothing_holds() {
+        let mut index = Index::default();
+        for round in 0..3 {
+            for i in 0..100 {
+                let ns = format!("ns-{round}-{i}");
+                index.set_workload(
+                    WorkloadKind::Pod,
+                    &ns,
+                    "p",
+                    [secret_ref("db"), cred_ref("s3")],
+                );
+                index.set_workload(
+                    WorkloadKind::Deployment,
+                    &ns,
+                    "d",
+                    [cred_ref("s3"), cred_ref("s3")],
+                );
+            }
+            assert_eq!(index.interned(), 100 + 2);
+            // Replacing what a workload references frees the old name.
+            index.set_workload(
+                WorkloadKind::Pod,
+                &format!("ns-{round}-0"),
+                "p",
+                [secret_ref("other")],
+            );
+            index.set_workload(
+                WorkloadKind::Pod,
+                &format!("ns-{round}-0"),
+                "p",
+                [secret_ref("db")],
+            );
+            assert_eq!(index.interned(), 100 + 2);
+            for i in 0..100 {
+                let ns = format!("ns-{round}-{i}");
+                index.remove_workload(WorkloadKind::Pod, &ns, "p");
+                index.remove_workload(WorkloadKind::Deployment, &ns, "d");
+            }
+            assert_eq!(index.interned(), 0, "round {round}");
+            assert_eq!(index.workload_count(), 0);
+        }
+        // Ids are reused, so the table stays the size of the peak.
+        assert!(index.strings.names.len() <= 103);
+        index.set_workload(WorkloadKind::Pod, "a", "p", [secret_ref("db")]);
+        assert_eq!(index.users(&["a"], Some("db"), None, 5).total, 1);
+    }
 
     fn secret_ref(n: &str) -> Reference {
         Reference::Secret(n.into(), Usage::Environment)

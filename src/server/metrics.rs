@@ -10,6 +10,7 @@ use prometheus_client::registry::Registry;
 use std::time::Duration;
 
 use crate::admission::{Decision, Endpoint};
+use crate::model::workload::WorkloadKind;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -42,19 +43,14 @@ pub struct Metrics {
     certificate_not_after: std::sync::atomic::AtomicI64,
 }
 
-/// Kinds that may become label values; anything else is counted as `other`
-/// so a caller cannot grow the label set without bound.
-const KNOWN_KINDS: &[&str] = &[
-    "Secret",
-    "Pod",
-    "Deployment",
-    "StatefulSet",
-    "DaemonSet",
-    "ReplicaSet",
-    "Job",
-    "CronJob",
-    "PodTemplate",
-];
+/// The kind as a label value: `Secret`, a workload kind of the table, else
+/// `other`, so a caller cannot grow the label set without bound.
+fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "Secret" => "Secret",
+        _ => WorkloadKind::from_name(kind).map_or("other", WorkloadKind::as_str),
+    }
+}
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -119,11 +115,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn admission(&self, endpoint: Endpoint, kind: &str, decision: Decision, elapsed: Duration) {
-        let kind = KNOWN_KINDS
-            .iter()
-            .find(|k| **k == kind)
-            .copied()
-            .unwrap_or("other");
+        let kind = kind_label(kind);
         self.requests
             .get_or_create(&RequestLabels {
                 endpoint: endpoint.as_str(),

@@ -8,9 +8,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::credential::{CredentialType, Scope};
-use crate::index::{Index, SecretInfo};
+use crate::model::credential::{CredentialType, Scope};
 use crate::policy::Settings;
+use crate::state::index::{Index, SecretInfo};
 
 /// A credential resolved for one namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,7 +83,7 @@ fn via_copy(
     info: &SecretInfo,
 ) -> Result<Resolved, String> {
     let mut r = resolved(index, &settings.credentials_namespace, source, info)?;
-    r.secret = crate::copies::copy_name(source);
+    r.secret = crate::model::copy::copy_name(source);
     if !index.has_copy(namespace, &r.secret) {
         r.missing_copy = Some(source.to_owned());
     }
@@ -216,10 +216,10 @@ pub fn plan<'i>(
     settings: &Settings,
     index: &Index,
     namespace: &str,
-    requests: &crate::workload::Requests,
+    requests: &crate::model::workload::Requests,
     images: impl IntoIterator<Item = &'i str>,
 ) -> Result<Plan, String> {
-    use crate::workload::{ImagePull, annotation as a};
+    use crate::model::workload::{ImagePull, annotation as a};
     let mut plan = Plan::default();
     let missing = std::cell::RefCell::new(Vec::new());
     let uses = std::cell::RefCell::new(Vec::new());
@@ -286,7 +286,7 @@ pub fn plan<'i>(
         ImagePull::Auto => {
             let hosts: BTreeSet<String> = images
                 .into_iter()
-                .filter_map(crate::registry::image_host)
+                .filter_map(crate::model::registry::image_host)
                 .collect();
             for r in auto_pull(settings, index, namespace, &hosts) {
                 missing.borrow_mut().extend(r.missing_copy);
@@ -310,8 +310,8 @@ pub fn plan<'i>(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::index::NamespaceInfo;
-    use crate::workload::{Requests, parse};
+    use crate::model::workload::{Requests, parse};
+    use crate::state::index::NamespaceInfo;
     use std::collections::BTreeMap;
 
     pub(crate) fn info(

@@ -1,14 +1,23 @@
-//! Inputs and outputs shared by the pure policy functions (`validate`, `mutate`).
+//! Pure policy: what credgate decides, as plain functions over a read-only
+//! [`Index`](crate::state::index::Index) snapshot. No async, no API client, no
+//! HTTP types (a test in this module fails if one appears).
+//!
+//! - [`validate`]: credential Secrets and workload templates;
+//! - [`mutate`]: what a credential Secret or a pod gains;
+//! - [`resolve`]: which Secret a credential name means in a namespace;
+//! - [`patch`]: RFC 6902 patches that emit only what differs.
 //!
 //! An admission request is reduced to a [`Change`]: the operation, the user and
 //! the typed objects. Answers are [`Allow`] (with warnings) or [`Deny`] (a
 //! message for the person reading kubectl's output).
 
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use std::collections::BTreeSet;
+pub mod mutate;
+pub mod patch;
+pub mod resolve;
+pub mod validate;
 
-use crate::credential::Meta;
+use k8s_openapi::api::core::v1::Secret;
+use std::collections::BTreeSet;
 
 /// Settings the policy reads; fixed for the life of the process.
 #[derive(Clone, Debug)]
@@ -61,21 +70,6 @@ pub struct Deny(pub String);
 
 /// A policy decision.
 pub type Verdict = Result<Allow, Deny>;
-
-/// Borrowed metadata of a Secret for the credential model.
-pub fn secret_meta<'a>(secret: &'a Secret, namespace: &'a str) -> Meta<'a> {
-    object_meta(&secret.metadata, namespace)
-}
-
-/// Borrowed labels and annotations of any object's metadata (`namespace` when it has none).
-pub fn object_meta<'a>(md: &'a ObjectMeta, namespace: &'a str) -> Meta<'a> {
-    Meta {
-        namespace: md.namespace.as_deref().unwrap_or(namespace),
-        name: md.name.as_deref().unwrap_or_default(),
-        labels: md.labels.as_ref(),
-        annotations: md.annotations.as_ref(),
-    }
-}
 
 /// A Secret's data as the API server will store it: `stringData` over `data`.
 #[derive(Clone, Copy, Debug)]

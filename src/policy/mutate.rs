@@ -5,11 +5,12 @@
 use json_patch::PatchOperation;
 use k8s_openapi::api::core::v1::Secret;
 
-use crate::credential::{CredentialType, annotation};
-use crate::dockerconfig;
-use crate::patch;
-use crate::policy::{Change, Operation, SecretData, secret_meta};
-use crate::validate::{DOCKER_CONFIG_JSON_KEY, credential_type};
+use crate::model::credential::secret_meta;
+use crate::model::credential::{CredentialType, annotation};
+use crate::model::dockerconfig;
+use crate::policy::patch;
+use crate::policy::validate::{DOCKER_CONFIG_JSON_KEY, credential_type};
+use crate::policy::{Change, Operation, SecretData};
 
 /// The patch for a CREATE or UPDATE of a credential Secret; empty when nothing
 /// needs stamping (or when the Secret is not a credential). Broken credentials
@@ -33,14 +34,16 @@ pub fn secret(
             // Project credentials need no copies: valid means ready. Wider ones
             // are "Creating…" until the controller has copied them.
             let status = match meta.scope(&settings.credentials_namespace) {
-                Ok(crate::credential::Scope::Project) => crate::controller::NO_ISSUES,
-                _ => crate::controller::CREATING,
+                Ok(crate::model::credential::Scope::Project) => {
+                    crate::model::credential::status::NO_ISSUES
+                }
+                _ => crate::model::credential::status::CREATING,
             };
             wanted.push((annotation::STATUS, status.to_owned()));
             // A wider credential keeps its copies' finalizer from birth: a pod
             // may get a copy before the controller (on the leader) has seen
             // the credential, and a DELETE must still wait for the copies to go.
-            if status == crate::controller::CREATING {
+            if status == crate::model::credential::status::CREATING {
                 ops.extend(finalizer(object));
             }
         }
@@ -75,7 +78,7 @@ pub fn secret(
 
 /// The operation that adds the copies' finalizer, unless the Secret has it.
 fn finalizer(object: &Secret) -> Option<PatchOperation> {
-    let finalizer = crate::controller::FINALIZER;
+    let finalizer = crate::model::credential::COPIES_FINALIZER;
     match &object.metadata.finalizers {
         Some(list) if list.iter().any(|f| f == finalizer) => None,
         Some(_) => Some(patch::add(
@@ -171,7 +174,7 @@ mod tests {
             Some(
                 &[
                     "other.io/keep".to_owned(),
-                    crate::controller::FINALIZER.to_owned()
+                    crate::model::credential::COPIES_FINALIZER.to_owned()
                 ][..]
             )
         );
@@ -257,15 +260,16 @@ pub struct PodMutation {
 /// yields an empty patch. No copy of the Pod is made.
 pub fn pod(
     settings: &crate::policy::Settings,
-    index: &crate::index::Index,
+    index: &crate::state::index::Index,
     namespace: &str,
     annotations: Option<&std::collections::BTreeMap<String, String>>,
     spec: Option<&serde_json::Value>,
 ) -> Result<PodMutation, crate::policy::Deny> {
     use crate::policy::Deny;
-    let requests = crate::workload::parse(annotations).map_err(|e| Deny(e.to_string()))?;
-    let images = crate::workload::images(spec);
-    let plan = crate::resolve::plan(settings, index, namespace, &requests, images).map_err(Deny)?;
+    let requests = crate::model::workload::parse(annotations).map_err(|e| Deny(e.to_string()))?;
+    let images = crate::model::workload::images(spec);
+    let plan = crate::policy::resolve::plan(settings, index, namespace, &requests, images)
+        .map_err(Deny)?;
     let mut ops = Vec::new();
     let warnings = inject(spec, &plan, &mut ops);
     Ok(PodMutation {
@@ -330,7 +334,7 @@ pub fn volume_name(credential: &str) -> String {
 
 fn inject(
     spec: Option<&serde_json::Value>,
-    plan: &crate::resolve::Plan,
+    plan: &crate::policy::resolve::Plan,
     ops: &mut Vec<PatchOperation>,
 ) -> Vec<String> {
     use serde_json::{Value, json};
@@ -407,7 +411,7 @@ fn inject(
 #[cfg(test)]
 mod pod_tests {
     use crate::policy::Settings;
-    use crate::resolve::tests::index;
+    use crate::policy::resolve::tests::index;
     use serde_json::{Value, json};
 
     fn pod(annotations: Value, containers: Value) -> Value {

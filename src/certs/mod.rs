@@ -15,6 +15,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
 
+pub mod builtin;
+
 /// Names the serving certificate covers when none are given.
 pub const DEFAULT_DNS: &[&str] = &[
     "localhost",

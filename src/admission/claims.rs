@@ -15,9 +15,10 @@ use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
 use std::time::Duration;
 
-use crate::credential::{CredentialType, Scope, annotation, label};
-use crate::policy::{Deny, secret_meta};
-use crate::validate;
+use crate::model::credential::secret_meta;
+use crate::model::credential::{CredentialType, Scope, annotation, label};
+use crate::policy::Deny;
+use crate::policy::validate;
 
 /// A claim younger than this whose credential is not stored yet may belong to
 /// a request still in flight: it is not taken over.
@@ -210,6 +211,27 @@ pub async fn claim(client: &Client, c: &Claim<'_>) -> Result<(), Deny> {
     )))
 }
 
+/// Releases the claims of deleted credentials the watch reports, one at a
+/// time, until the channel closes (best effort: a stale claim is also taken
+/// over later).
+pub async fn release_deleted(
+    client: Client,
+    mut deleted: tokio::sync::mpsc::Receiver<crate::state::watch::ClaimRelease>,
+) {
+    while let Some(d) = deleted.recv().await {
+        let work = release(&client, &d.namespace, &d.existing_secret, &d.holder);
+        match tokio::time::timeout(Duration::from_secs(10), work).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, namespace = %d.namespace, holder = %d.holder, "could not release an existing-secret claim")
+            }
+            Err(_) => {
+                tracing::warn!(namespace = %d.namespace, holder = %d.holder, "releasing an existing-secret claim timed out")
+            }
+        }
+    }
+}
+
 /// Removes the claim held by `holder` on `existing_secret` (after the credential is gone).
 pub async fn release(
     client: &Client,
@@ -320,10 +342,10 @@ mod tests {
         let long = vec!["a".repeat(63); 4].join(".")[..253]
             .trim_end_matches('.')
             .to_owned();
-        assert!(crate::credential::is_dns_subdomain(&long));
+        assert!(crate::model::credential::is_dns_subdomain(&long));
         let name = lease_name(&long);
         assert!(
-            name.len() <= 253 && crate::credential::is_dns_subdomain(&name),
+            name.len() <= 253 && crate::model::credential::is_dns_subdomain(&name),
             "{name}"
         );
         assert_eq!(name, lease_name(&long));

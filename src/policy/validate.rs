@@ -7,12 +7,13 @@
 
 use k8s_openapi::api::core::v1::Secret;
 
-use crate::credential::{
+use crate::model::credential::secret_meta;
+use crate::model::credential::{
     CredentialType, MAX_DESCRIPTION_CHARS, Meta, Scope, annotation, is_dns_subdomain,
 };
-use crate::dockerconfig;
-use crate::index::Index;
-use crate::policy::{Allow, Change, Deny, Operation, SecretData, Settings, Verdict, secret_meta};
+use crate::model::dockerconfig;
+use crate::policy::{Allow, Change, Deny, Operation, SecretData, Settings, Verdict};
+use crate::state::index::Index;
 
 /// Secret types.
 pub const DOCKER_CONFIG_JSON_TYPE: &str = "kubernetes.io/dockerconfigjson";
@@ -86,39 +87,28 @@ pub fn secret(settings: &Settings, index: &Index, change: &Change<'_, Secret>) -
     }
 }
 
-/// Where the pod template of each workload kind sits in the object.
-pub fn template_pointer(kind: crate::workload::WorkloadKind) -> &'static str {
-    use crate::workload::WorkloadKind::*;
-    match kind {
-        Pod => "",
-        Deployment | StatefulSet | DaemonSet | ReplicaSet | Job => "/spec/template",
-        CronJob => "/spec/jobTemplate/spec/template",
-        PodTemplate => "/template",
-    }
-}
-
 /// A workload template's credential annotations must resolve, so a bad
 /// reference fails at `kubectl apply` and not later at pod creation.
 pub fn workload(
     settings: &Settings,
     index: &Index,
-    kind: crate::workload::WorkloadKind,
+    kind: crate::model::workload::WorkloadKind,
     change: &Change<'_, serde_json::Value>,
 ) -> Verdict {
     let (Operation::Create | Operation::Update, Some(object)) = (change.operation, change.object)
     else {
         return Ok(Allow::default());
     };
-    let Some(template) = object.pointer(template_pointer(kind)) else {
+    let Some(template) = object.pointer(kind.template_pointer()) else {
         return Ok(Allow::default());
     };
-    let (requests, images) = crate::workload::pod_json_parts(template)
+    let (requests, images) = crate::model::workload::pod_json_parts(template)
         .map_err(|e| Deny(format!("pod template: {e}")))?;
-    if requests == crate::workload::Requests::default() {
+    if requests == crate::model::workload::Requests::default() {
         return Ok(Allow::default());
     }
     synced(index)?;
-    crate::resolve::plan(settings, index, change.namespace, &requests, images)
+    crate::policy::resolve::plan(settings, index, change.namespace, &requests, images)
         .map(|_| Allow::default())
         .map_err(|why| Deny(format!("pod template: {why}")))
 }
@@ -137,7 +127,7 @@ fn managed_copy(
             s.metadata
                 .labels
                 .as_ref()
-                .and_then(|l| l.get(crate::copies::MANAGED_LABEL))
+                .and_then(|l| l.get(crate::model::copy::MANAGED_LABEL))
                 .map(String::as_str)
                 == Some("true")
         });
@@ -158,7 +148,7 @@ fn managed_copy(
         .metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get(crate::copies::SOURCE_ANNOTATION))
+        .and_then(|a| a.get(crate::model::copy::SOURCE_ANNOTATION))
         .map_or_else(
             || "its source credential".to_owned(),
             |s| format!("the source credential Secret {s}"),
@@ -322,7 +312,7 @@ pub fn deletion(
 }
 
 /// The DELETE rule again, with the workloads the API server holds now
-/// (`live`, from [`crate::live`]) instead of the watched ones.
+/// (`live`, from [`crate::state::live`]) instead of the watched ones.
 pub fn in_use_live(
     settings: &Settings,
     index: &Index,
@@ -347,7 +337,7 @@ fn in_use(settings: &Settings, index: &Index, workloads: &Index, meta: &Meta<'_>
         let namespaces = index.visible_in(&scope, meta.namespace);
         // Native references name the Secret itself in its own namespace, or its
         // managed copy in the project namespaces a wider credential reaches.
-        let copy = crate::copies::copy_name(meta.name);
+        let copy = crate::model::copy::copy_name(meta.name);
         let native = if scope == Scope::Project {
             meta.name
         } else {
@@ -572,7 +562,7 @@ fn created_by_is_requester(meta: &Meta<'_>, user: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::{NamespaceInfo, SecretInfo};
+    use crate::state::index::{NamespaceInfo, SecretInfo};
     use base64::Engine as _;
     use serde_json::{Value, json};
 
@@ -1154,7 +1144,7 @@ mod tests {
 
     #[test]
     fn delete_in_use() {
-        use crate::workload::{Reference, Usage, WorkloadKind};
+        use crate::model::workload::{Reference, Usage, WorkloadKind};
         let mut index = index_with(&[
             (
                 "team-a",

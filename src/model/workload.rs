@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplate, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 
-use crate::credential::is_dns_subdomain;
+use crate::model::credential::is_dns_subdomain;
 
 /// Annotations on a Pod, or on the pod template's metadata of a workload.
 pub mod annotation {
@@ -28,7 +28,8 @@ pub mod annotation {
     pub const IMAGE_PULL: &str = "run.ai/image-pull-credentials";
 }
 
-/// The kinds of workload credgate follows.
+/// The kinds of workload credgate follows. Everything about a kind is in
+/// [`KINDS`], the one table; [`visit`] reaches the typed object of a kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum WorkloadKind {
     Pod,
@@ -41,29 +42,168 @@ pub enum WorkloadKind {
     PodTemplate,
 }
 
+/// One row of the table of workload kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KindInfo {
+    pub kind: WorkloadKind,
+    /// API group (`""` for the core group) and version.
+    pub group: &'static str,
+    pub version: &'static str,
+    /// The kind's name, as `kind` in an AdmissionReview and in `Kind/ns/name`.
+    pub name: &'static str,
+    /// The resource, as RBAC and the webhook rules name it.
+    pub plural: &'static str,
+    /// JSON pointer of the pod template in the object (`""`: the object is the pod).
+    pub template: &'static str,
+}
+
+/// The one table of workload kinds, in [`WorkloadKind`] order. Listing,
+/// watching, admission routing, metrics labels and the CLI derive from it; a
+/// unit test checks it against k8s-openapi's types.
+pub const KINDS: [KindInfo; 8] = {
+    const fn row(
+        kind: WorkloadKind,
+        group: &'static str,
+        name: &'static str,
+        plural: &'static str,
+        template: &'static str,
+    ) -> KindInfo {
+        KindInfo {
+            kind,
+            group,
+            version: "v1",
+            name,
+            plural,
+            template,
+        }
+    }
+    use WorkloadKind::*;
+    [
+        row(Pod, "", "Pod", "pods", ""),
+        row(
+            Deployment,
+            "apps",
+            "Deployment",
+            "deployments",
+            "/spec/template",
+        ),
+        row(
+            StatefulSet,
+            "apps",
+            "StatefulSet",
+            "statefulsets",
+            "/spec/template",
+        ),
+        row(
+            DaemonSet,
+            "apps",
+            "DaemonSet",
+            "daemonsets",
+            "/spec/template",
+        ),
+        row(
+            ReplicaSet,
+            "apps",
+            "ReplicaSet",
+            "replicasets",
+            "/spec/template",
+        ),
+        row(Job, "batch", "Job", "jobs", "/spec/template"),
+        row(
+            CronJob,
+            "batch",
+            "CronJob",
+            "cronjobs",
+            "/spec/jobTemplate/spec/template",
+        ),
+        row(PodTemplate, "", "PodTemplate", "podtemplates", "/template"),
+    ]
+};
+
 impl WorkloadKind {
-    pub const ALL: [WorkloadKind; 8] = [
-        WorkloadKind::Pod,
-        WorkloadKind::Deployment,
-        WorkloadKind::StatefulSet,
-        WorkloadKind::DaemonSet,
-        WorkloadKind::ReplicaSet,
-        WorkloadKind::Job,
-        WorkloadKind::CronJob,
-        WorkloadKind::PodTemplate,
-    ];
+    /// Every kind, in table order.
+    pub const ALL: [WorkloadKind; KINDS.len()] = {
+        let mut all = [WorkloadKind::Pod; KINDS.len()];
+        let mut i = 0;
+        while i < KINDS.len() {
+            all[i] = KINDS[i].kind;
+            i += 1;
+        }
+        all
+    };
+
+    /// This kind's row of [`KINDS`].
+    pub fn info(self) -> &'static KindInfo {
+        &KINDS[self as usize]
+    }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            WorkloadKind::Pod => "Pod",
-            WorkloadKind::Deployment => "Deployment",
-            WorkloadKind::StatefulSet => "StatefulSet",
-            WorkloadKind::DaemonSet => "DaemonSet",
-            WorkloadKind::ReplicaSet => "ReplicaSet",
-            WorkloadKind::Job => "Job",
-            WorkloadKind::CronJob => "CronJob",
-            WorkloadKind::PodTemplate => "PodTemplate",
-        }
+        self.info().name
+    }
+
+    /// Where the pod template sits in an object of this kind (a JSON pointer).
+    pub fn template_pointer(self) -> &'static str {
+        self.info().template
+    }
+
+    /// The kind an AdmissionReview's `kind.group` and `kind.kind` name.
+    pub fn from_group_kind(group: &str, kind: &str) -> Option<WorkloadKind> {
+        KINDS
+            .iter()
+            .find(|k| k.group == group && k.name == kind)
+            .map(|k| k.kind)
+    }
+
+    /// The kind named `name` (`Deployment`, …), in any group.
+    pub fn from_name(name: &str) -> Option<WorkloadKind> {
+        KINDS.iter().find(|k| k.name == name).map(|k| k.kind)
+    }
+}
+
+/// A typed workload object (k8s-openapi) that code can list and watch.
+pub trait Workload:
+    PodParts
+    + kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Workload for K where
+    K: PodParts
+        + kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Code that works on any workload type: [`visit`] calls it with the typed
+/// object of a kind.
+pub trait KindVisitor {
+    type Output;
+    fn visit<K: Workload>(self) -> Self::Output;
+}
+
+/// Calls `visitor` with the k8s-openapi type of `kind`: the one match from a
+/// kind to its type.
+pub fn visit<V: KindVisitor>(kind: WorkloadKind, visitor: V) -> V::Output {
+    match kind {
+        WorkloadKind::Pod => visitor.visit::<Pod>(),
+        WorkloadKind::Deployment => visitor.visit::<Deployment>(),
+        WorkloadKind::StatefulSet => visitor.visit::<StatefulSet>(),
+        WorkloadKind::DaemonSet => visitor.visit::<DaemonSet>(),
+        WorkloadKind::ReplicaSet => visitor.visit::<ReplicaSet>(),
+        WorkloadKind::Job => visitor.visit::<Job>(),
+        WorkloadKind::CronJob => visitor.visit::<CronJob>(),
+        WorkloadKind::PodTemplate => visitor.visit::<PodTemplate>(),
     }
 }
 
@@ -405,6 +545,36 @@ fn all_containers(spec: &PodSpec) -> impl Iterator<Item = EnvLists<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The table agrees with k8s-openapi's types, row by row, and with the enum's order.
+    #[test]
+    fn the_table_of_kinds_matches_the_api_types() {
+        struct Check(WorkloadKind);
+        impl KindVisitor for Check {
+            type Output = ();
+            fn visit<K: Workload>(self) {
+                let info = self.0.info();
+                assert_eq!(K::KIND, self.0);
+                assert_eq!(info.kind, self.0);
+                assert_eq!(K::group(&()), info.group);
+                assert_eq!(K::version(&()), info.version);
+                assert_eq!(K::kind(&()), info.name);
+                assert_eq!(K::plural(&()), info.plural);
+            }
+        }
+        for kind in WorkloadKind::ALL {
+            visit(kind, Check(kind));
+            assert_eq!(
+                WorkloadKind::from_group_kind(kind.info().group, kind.as_str()),
+                Some(kind)
+            );
+        }
+        assert_eq!(WorkloadKind::from_group_kind("apps", "Pod"), None);
+        assert_eq!(
+            WorkloadKind::CronJob.template_pointer(),
+            "/spec/jobTemplate/spec/template"
+        );
+    }
     use serde_json::json;
 
     fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

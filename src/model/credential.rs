@@ -24,6 +24,17 @@ pub mod label {
 }
 
 /// Annotations of the credential contract.
+/// Finalizer that keeps a cluster or department credential until its copies are gone.
+pub const COPIES_FINALIZER: &str = "credgate.run.ai/copies";
+
+/// Values of `run.ai/status` (the seeds' words).
+pub mod status {
+    pub const CREATING: &str = "Creating…";
+    pub const NO_ISSUES: &str = "No issues found";
+    pub const ISSUES: &str = "Issues found";
+    pub const DELETING: &str = "Deleting…";
+}
+
 pub mod annotation {
     /// The credential's name; defaults to `metadata.name`.
     pub const NAME: &str = "run.ai/name";
@@ -230,6 +241,27 @@ pub fn is_dns_label(s: &str) -> bool {
 /// RFC 1123 subdomain: dot-separated labels, at most 253 characters (Kubernetes object names).
 pub fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// Borrowed metadata of a Secret for the credential model.
+pub fn secret_meta<'a>(
+    secret: &'a k8s_openapi::api::core::v1::Secret,
+    namespace: &'a str,
+) -> Meta<'a> {
+    object_meta(&secret.metadata, namespace)
+}
+
+/// Borrowed labels and annotations of any object's metadata (`namespace` when it has none).
+pub fn object_meta<'a>(
+    md: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    namespace: &'a str,
+) -> Meta<'a> {
+    Meta {
+        namespace: md.namespace.as_deref().unwrap_or(namespace),
+        name: md.name.as_deref().unwrap_or_default(),
+        labels: md.labels.as_ref(),
+        annotations: md.annotations.as_ref(),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,128 @@
+//! The Pod handler (`/mutate`, CREATE): injection from the snapshot, the
+//! copies a pod needs made first, and the record that keeps its credentials
+//! from being deleted under it.
+
+use json_patch::PatchOperation;
+use kube::core::DynamicObject;
+use kube::core::admission::{self, AdmissionRequest};
+use std::time::Instant;
+
+use super::Admission;
+use crate::model::copy::copy_name;
+use crate::policy::{Allow, Deny, Verdict, mutate, validate};
+use crate::propagation::copies::Source;
+use crate::state::recent::{BeingDeleted, PodName};
+
+impl Admission {
+    pub(super) async fn pod(
+        &self,
+        req: &AdmissionRequest<DynamicObject>,
+    ) -> (Verdict, Vec<PatchOperation>) {
+        if req.operation != admission::Operation::Create {
+            return (Ok(Allow::default()), Vec::new());
+        }
+        let Some(object) = req.object.as_ref() else {
+            return (Err(Deny("the request carries no Pod".into())), Vec::new());
+        };
+        let namespace = req.namespace.as_deref().unwrap_or_default();
+        // Read in place: annotations from the typed metadata, the spec as JSON.
+        let (annotations, spec) = (
+            object.metadata.annotations.as_ref(),
+            object.data.get("spec"),
+        );
+        let mutation = {
+            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+            validate::synced(&index)
+                .and_then(|()| mutate::pod(&self.settings, &index, namespace, annotations, spec))
+        };
+        let mutation = match mutation {
+            Ok(m) => m,
+            Err(deny) => return (Err(deny), Vec::new()),
+        };
+        if !req.dry_run
+            && let Err(deny) = self
+                .ensure_copies(namespace, &mutation.missing_copies)
+                .await
+        {
+            return (Err(deny), Vec::new());
+        }
+        let name = PodName::new(
+            object.metadata.name.as_deref(),
+            object.metadata.generate_name.as_deref(),
+        );
+        if let Err(deny) = self.note_pod(namespace, name, &mutation.uses, req.dry_run) {
+            return (Err(deny), Vec::new());
+        }
+        (
+            Ok(Allow {
+                warnings: mutation.warnings,
+            }),
+            mutation.ops,
+        )
+    }
+
+    /// A pod about to be admitted is refused while a credential it uses is
+    /// being deleted, else recorded until the watch shows it (see [`crate::state::recent`]).
+    fn note_pod(
+        &self,
+        namespace: &str,
+        name: PodName,
+        uses: &[String],
+        dry_run: bool,
+    ) -> Result<(), Deny> {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        index
+            .recent()
+            .admit_pod(namespace, name, uses, !dry_run, Instant::now())
+            .map_err(|BeingDeleted(credential)| {
+                Deny(format!(
+                    "credential {credential:?} is being deleted, so this pod cannot use it; if the deletion was refused, retry in a few seconds"
+                ))
+            })
+    }
+
+    /// No pod before its copy: creates the missing copies of cluster and
+    /// department credentials in the pod's namespace before answering.
+    async fn ensure_copies(&self, namespace: &str, sources: &[String]) -> Result<(), Deny> {
+        if sources.is_empty() {
+            return Ok(());
+        }
+        let Some(client) = &self.client else {
+            return Err(Deny(
+                "credgate runs without API access and cannot create credential copies".into(),
+            ));
+        };
+        let retry = |why: String| Deny(format!("{why}; this is temporary, retry in a few seconds"));
+        for source in sources {
+            let work = async {
+                let Some(src) = Source::read(client, &self.settings.credentials_namespace, source)
+                    .await
+                    .map_err(|e| e.to_string())?
+                else {
+                    return Err(format!("credential Secret {source:?} is gone"));
+                };
+                src.create_first(client, namespace)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(src.hash())
+            };
+            match tokio::time::timeout(std::time::Duration::from_secs(3), work).await {
+                Ok(Ok(hash)) => {
+                    let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+                    index.set_copy(namespace, &copy_name(source), Some(&hash));
+                }
+                Ok(Err(why)) => {
+                    return Err(retry(format!(
+                        "credgate could not copy credential {source:?} into namespace {namespace:?} for this pod: {why}"
+                    )));
+                }
+                Err(_) => {
+                    return Err(retry(format!(
+                        "credgate could not copy credential {source:?} into namespace {namespace:?} in time"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}

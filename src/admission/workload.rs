@@ -1,0 +1,25 @@
+//! The workload handler (`/validate`): the credential references of a pod
+//! template, for every kind of the table of workload kinds.
+
+use kube::core::DynamicObject;
+use kube::core::admission::AdmissionRequest;
+
+use super::{Admission, change};
+use crate::model::workload::WorkloadKind;
+use crate::policy::{Verdict, validate};
+
+impl Admission {
+    pub(super) fn workload(
+        &self,
+        kind: WorkloadKind,
+        req: &AdmissionRequest<DynamicObject>,
+    ) -> Verdict {
+        let object = req
+            .object
+            .as_ref()
+            .and_then(|o| serde_json::to_value(o).ok());
+        let change = change(req, object.as_ref(), None);
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        validate::workload(&self.settings, &index, kind, &change)
+    }
+}

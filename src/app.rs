@@ -1,0 +1,164 @@
+//! The process wiring of `credgate serve`: the snapshot and its watches, the
+//! admission service, the server, the propagation controller, certificate
+//! upkeep and claim releases; and their supervision.
+//!
+//! Every task the answers depend on is watched. If one ends (it should not:
+//! each loops with backoff) or panics, credgate stops being ready, drains the
+//! server and exits non-zero, so Kubernetes restarts it instead of it serving
+//! a frozen snapshot. On SIGTERM it drains the same way and the controller
+//! gives up the leader Lease, so another replica leads at once.
+
+use anyhow::Context as _;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::admission::{Admission, claims};
+use crate::args::{CertMode, ServeArgs};
+use crate::policy::Settings;
+use crate::server::Server;
+use crate::server::metrics::Metrics;
+use crate::state::health::Health;
+use crate::state::watch::{self, Writer};
+
+/// Readiness gate closed when a supervised task has ended.
+pub const TASKS_GATE: &str = "background tasks";
+
+/// Queued claim releases; past this the watch drops one (a stale claim is taken over later).
+const CLAIM_RELEASE_QUEUE: usize = 1024;
+
+/// Time the controller gets to hand back the leader Lease at shutdown.
+const LEASE_RELEASE_TIME: Duration = Duration::from_secs(5);
+
+/// Runs `credgate serve` until SIGTERM (Ok) or until a supervised task ends (Err).
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings {
+        credentials_namespace: args.policy.credentials_namespace.clone(),
+        controller_identity: args.policy.controller_identity.clone(),
+    };
+    let metrics = Arc::new(Metrics::default());
+    let client = kube::Client::try_default().await.context(
+        "no Kubernetes API to watch: run in a cluster, or set KUBECONFIG (scripts/dev-cluster env prints one)",
+    )?;
+    let certificates = (args.builtin_certs.cert_mode == CertMode::Builtin).then(|| {
+        let options = args.builtin_certs.options(&args.server);
+        if let Some(dir) = options.cert_file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        options
+    });
+    if let Some(options) = &certificates {
+        crate::certs::builtin::first(&client, options).await;
+    }
+    let health = Arc::new(Health::default());
+    let index = watch::new_index(&health);
+    let admission = Admission::new(settings, index.clone(), Some(client.clone()));
+    let server = Server::bind(args.server.options(), admission, metrics, health.clone()).await?;
+
+    // Supervised tasks: each resolves to its name when it ends.
+    let mut tasks: JoinSet<&'static str> = JoinSet::new();
+    let stop = CancellationToken::new();
+    let (namespaces_changed, on_namespaces) = tokio::sync::watch::channel(0u64);
+    let (claim_releases, released) = tokio::sync::mpsc::channel(CLAIM_RELEASE_QUEUE);
+    tasks.spawn(watch::run(
+        client.clone(),
+        Writer {
+            index: index.clone(),
+            health: health.clone(),
+        },
+        args.policy.credentials_namespace.clone(),
+        namespaces_changed,
+        claim_releases,
+    ));
+    {
+        let client = client.clone();
+        tasks.spawn(async move {
+            claims::release_deleted(client, released).await;
+            "claim releases"
+        });
+    }
+    let leads = args.controller.controller;
+    if leads {
+        let (client, stop) = (client.clone(), stop.clone());
+        let lease_namespace = args.controller.leader_election_namespace;
+        let credentials_namespace = args.policy.credentials_namespace;
+        tasks.spawn(async move {
+            crate::propagation::controller::run(
+                client,
+                index,
+                credentials_namespace,
+                lease_namespace,
+                on_namespaces,
+                stop,
+            )
+            .await;
+            "propagation controller"
+        });
+    }
+    if let Some(options) = certificates {
+        let client = client.clone();
+        tasks.spawn(async move {
+            crate::certs::builtin::run(client, options).await;
+            "certificate upkeep"
+        });
+    }
+
+    let mut failed: Option<String> = None;
+    {
+        let shutdown = async {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                Some(ended) = tasks.join_next() => {
+                    let why = match ended {
+                        Ok(task) => format!("the {task} task ended"),
+                        Err(e) => format!("a background task failed: {e}"),
+                    };
+                    error!(%why, "credgate cannot keep its answers current; stopping so that it is restarted");
+                    health.gate(TASKS_GATE);
+                    failed = Some(why);
+                }
+            }
+        };
+        server.run(shutdown).await;
+    }
+    // The controller hands back the leader Lease; the rest stops at once.
+    stop.cancel();
+    if leads && failed.is_none() {
+        let _ = tokio::time::timeout(LEASE_RELEASE_TIME, async {
+            while let Some(ended) = tasks.join_next().await {
+                if let Ok("propagation controller") = ended {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    tasks.shutdown().await;
+    match failed {
+        None => {
+            info!("stopped");
+            Ok(())
+        }
+        Some(why) => Err(anyhow::anyhow!(
+            "{why}; exiting so that Kubernetes restarts credgate"
+        )),
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = term => info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+    }
+}

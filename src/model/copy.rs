@@ -1,0 +1,44 @@
+//! Managed copies, as the contract names them: the labels and annotations a
+//! copy carries, the name of a credential's copy and the hash of its data.
+//! The API side (making, repairing and deleting copies) is
+//! [`crate::propagation::copies`].
+
+use k8s_openapi::ByteString;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Label on every managed copy.
+pub const MANAGED_LABEL: &str = "credgate.run.ai/managed-copy";
+/// Label with the source credential's uid, to find all its copies.
+pub const SOURCE_UID_LABEL: &str = "credgate.run.ai/source-uid";
+/// Annotation `namespace/name` of the source credential.
+pub const SOURCE_ANNOTATION: &str = "credgate.run.ai/source";
+/// Annotation with the hash of the source data.
+pub const HASH_ANNOTATION: &str = "credgate.run.ai/source-hash";
+
+/// The name of the copy of credential Secret `source` (in the credentials namespace).
+pub fn copy_name(source: &str) -> String {
+    let name = format!("credgate.{source}");
+    if name.len() <= 253 {
+        return name;
+    }
+    let digest = Sha256::digest(source.as_bytes());
+    format!("credgate.{}", hex(&digest[..8]))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `sha256:<hex>` of the data (keys sorted; each key and value length-prefixed).
+pub fn data_hash(data: &BTreeMap<String, ByteString>, secret_type: Option<&str>) -> String {
+    let mut h = Sha256::new();
+    h.update(secret_type.unwrap_or("Opaque").as_bytes());
+    for (k, v) in data {
+        h.update((k.len() as u64).to_be_bytes());
+        h.update(k.as_bytes());
+        h.update((v.0.len() as u64).to_be_bytes());
+        h.update(&v.0);
+    }
+    format!("sha256:{}", hex(&h.finalize()))
+}

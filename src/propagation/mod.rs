@@ -1,0 +1,5 @@
+//! Propagation: cluster and department credentials reach their project
+//! namespaces as managed [`copies`], kept by the [`controller`].
+
+pub mod controller;
+pub mod copies;
