@@ -108,17 +108,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut failed: Option<String> = None;
     {
         let shutdown = async {
-            tokio::select! {
-                () = shutdown_signal() => {}
-                Some(ended) = tasks.join_next() => {
-                    let why = match ended {
-                        Ok(task) => format!("the {task} task ended"),
-                        Err(e) => format!("a background task failed: {e}"),
-                    };
-                    error!(%why, "credgate cannot keep its answers current; stopping so that it is restarted");
-                    health.gate(TASKS_GATE);
-                    failed = Some(why);
-                }
+            failed = first_to_end(&mut tasks, shutdown_signal()).await;
+            if let Some(why) = &failed {
+                error!(%why, "credgate cannot keep its answers current; stopping so that it is restarted");
+                health.gate(TASKS_GATE);
             }
         };
         server.run(shutdown).await;
@@ -147,6 +140,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Waits for `signal` (`None`) or for the first supervised task to end or
+/// panic (`Some`, saying which and how).
+pub async fn first_to_end(
+    tasks: &mut JoinSet<&'static str>,
+    signal: impl std::future::Future<Output = ()>,
+) -> Option<String> {
+    tokio::select! {
+        () = signal => None,
+        Some(ended) = tasks.join_next() => Some(match ended {
+            Ok(task) => format!("the {task} task ended"),
+            Err(e) => format!("a background task failed: {e}"),
+        }),
+    }
+}
+
 /// Completes on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     let term = async {
@@ -160,5 +168,45 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = term => info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn forever() -> &'static str {
+        std::future::pending::<()>().await;
+        "never"
+    }
+
+    #[tokio::test]
+    async fn the_first_task_to_end_stops_the_process() {
+        let mut tasks = JoinSet::new();
+        tasks.spawn(forever());
+        tasks.spawn(async { "watches" });
+        let why = first_to_end(&mut tasks, std::future::pending()).await;
+        assert_eq!(why.as_deref(), Some("the watches task ended"));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_task_stops_the_process() {
+        let mut tasks: JoinSet<&'static str> = JoinSet::new();
+        tasks.spawn(forever());
+        tasks.spawn(async { panic!("boom") });
+        let why = first_to_end(&mut tasks, std::future::pending()).await;
+        assert!(why.is_some_and(|w| w.contains("failed") && w.contains("panic")));
+    }
+
+    #[tokio::test]
+    async fn a_signal_is_a_clean_stop() {
+        let mut tasks = JoinSet::new();
+        tasks.spawn(forever());
+        assert_eq!(first_to_end(&mut tasks, async {}).await, None);
+        assert_eq!(
+            tasks.len(),
+            1,
+            "the tasks are still there to be stopped in order"
+        );
     }
 }

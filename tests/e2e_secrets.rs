@@ -415,4 +415,20 @@ fn excluded_namespaces(c: &Cluster) {
         )),
     );
     c.kubectl_ok(&["delete", "secret", "-n", "kube-system", &name], None);
+    // The control: the same invalid credential anywhere else is refused by credgate,
+    // so the create above succeeded because kube-system is excluded, not by chance.
+    let elsewhere = c.kubectl(
+        &["apply", "-f", "-"],
+        Some(&yaml_secret(
+            "default",
+            &name,
+            "{run.ai/resource: generic}",
+            "type: Opaque",
+        )),
+    );
+    let stderr = String::from_utf8_lossy(&elsewhere.stderr);
+    assert!(
+        !elsewhere.status.success() && stderr.contains("generic credentials need at least one key"),
+        "the same Secret in namespace default must be refused by credgate: {stderr}"
+    );
 }

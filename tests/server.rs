@@ -474,7 +474,13 @@ fn admission_review(
         "userInfo": {"username": "alice"}, "object": object, "oldObject": old_object, "dryRun": false}})
 }
 
-/// (class, endpoint, body, `Some(allowed)` for an AdmissionReview answer or `None` for HTTP 400, message fragment)
+/// The whole answer of an allowed request with no patch and no warning (keys
+/// sorted): only the right answer contains it.
+const ALLOWED_UNCHANGED: &str = r#"{"allowed":true,"status":{},"uid":"bad-1"}"#;
+
+/// (class, endpoint, body, `Some(allowed)` for an AdmissionReview answer or
+/// `None` for HTTP 400, a fragment that only the right answer contains: of the
+/// denial's message, of the 400's text, or of an allowed answer's whole `response`)
 type BadInput = (
     &'static str,
     &'static str,
@@ -515,9 +521,14 @@ async fn more_bad_input_classes_get_well_formed_answers() {
         (
             "wrong review kind",
             "/validate",
-            br#"{"apiVersion":"admission.k8s.io/v1","kind":"Other","request":{"uid":"u"}}"#.to_vec(),
+            {
+                // A complete review, so that the kind check is what refuses it.
+                let mut review = admission_review(secret_gvk, None, "CREATE", secret(json!({})), Value::Null);
+                review["kind"] = json!("Other");
+                serde_json::to_vec(&review).unwrap()
+            },
             Some(false),
-            "",
+            "credgate answers admission.k8s.io/v1 AdmissionReview only",
         ),
         (
             "missing uid",
@@ -552,7 +563,7 @@ async fn more_bad_input_classes_get_well_formed_answers() {
             "/validate",
             serde_json::to_vec(&admission_review(secret_gvk, None, "DELETE", Value::Null, secret(json!({})))).unwrap(),
             Some(true),
-            "",
+            ALLOWED_UNCHANGED,
         ),
         (
             "a 1 MiB annotation value",
@@ -566,7 +577,7 @@ async fn more_bad_input_classes_get_well_formed_answers() {
             "/mutate",
             serde_json::to_vec(&admission_review(pod_gvk, None, "CREATE", json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "namespace": "team-a", "annotations": many}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}), Value::Null)).unwrap(),
             Some(true),
-            "",
+            ALLOWED_UNCHANGED,
         ),
         (
             "non-UTF-8 annotation value",
@@ -578,7 +589,7 @@ async fn more_bad_input_classes_get_well_formed_answers() {
                 body
             },
             Some(false),
-            "",
+            "the AdmissionReview could not be decoded",
         ),
     ];
     let before = rss_kib();
@@ -606,13 +617,22 @@ async fn more_bad_input_classes_get_well_formed_answers() {
                     let review: Value = serde_json::from_str(&text).unwrap();
                     let response = &review["response"];
                     assert_eq!(response["allowed"], *allowed, "{class}: {text}");
-                    let message = response["status"]["message"].as_str().unwrap_or_default();
                     assert!(
-                        message.contains(fragment),
-                        "{class}: {message:?} lacks {fragment:?}"
+                        !fragment.is_empty(),
+                        "{class}: every row names what its answer must say"
                     );
-                    if !allowed {
-                        assert!(!message.is_empty(), "{class}: a denial says why");
+                    if *allowed {
+                        let whole = response.to_string();
+                        assert!(
+                            whole.contains(fragment),
+                            "{class}: {whole} lacks {fragment}"
+                        );
+                    } else {
+                        let message = response["status"]["message"].as_str().unwrap_or_default();
+                        assert!(
+                            message.contains(fragment),
+                            "{class}: {message:?} lacks {fragment:?}"
+                        );
                     }
                 }
             }

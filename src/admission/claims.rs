@@ -43,15 +43,7 @@ pub struct Claim<'a> {
 
 /// The Lease name of a claim on `existing_secret`.
 pub fn lease_name(existing_secret: &str) -> String {
-    let name = format!("credgate-claim.{existing_secret}");
-    if name.len() <= 253 {
-        return name;
-    }
-    // FNV-1a: stable, and long names are rare enough that 64 bits are plenty.
-    let hash = existing_secret.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-    });
-    format!("credgate-claim.{hash:016x}")
+    crate::model::copy::derived_name("credgate-claim.", existing_secret)
 }
 
 fn retry(message: impl std::fmt::Display) -> Deny {
@@ -60,12 +52,26 @@ fn retry(message: impl std::fmt::Display) -> Deny {
     ))
 }
 
+/// One API call on the admission path, bounded by [`CALL_TIMEOUT`]; a failure
+/// becomes a retryable denial that says what could not be done.
 async fn call<T>(
     what: &str,
     fut: impl std::future::Future<Output = Result<T, kube::Error>>,
 ) -> Result<T, Deny> {
+    call_allowing(what, fut, &[])
+        .await?
+        .ok_or_else(|| retry(format!("credgate could not {what}")))
+}
+
+/// Like [`call`], with API statuses in `expected` answered as `None`.
+async fn call_allowing<T>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, kube::Error>>,
+    expected: &[u16],
+) -> Result<Option<T>, Deny> {
     match tokio::time::timeout(CALL_TIMEOUT, fut).await {
-        Ok(Ok(v)) => Ok(v),
+        Ok(Ok(v)) => Ok(Some(v)),
+        Ok(Err(kube::Error::Api(s))) if expected.contains(&s.code) => Ok(None),
         Ok(Err(e)) => Err(retry(format!(
             "credgate could not {what}: {}",
             api_reason(&e)
@@ -88,29 +94,12 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
 /// Checks that the existing Secret may back this credential, then claims it.
 pub async fn claim(client: &Client, c: &Claim<'_>) -> Result<(), Deny> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), c.namespace);
-    let existing = match tokio::time::timeout(CALL_TIMEOUT, secrets.get_opt(c.existing_secret))
-        .await
-    {
-        Ok(Ok(Some(s))) => s,
-        Ok(Ok(None)) => {
-            return Err(Deny(format!(
-                "the existing Secret {:?} does not exist in namespace {:?}; create it first or fix run.ai/existing-secret",
-                c.existing_secret, c.namespace
-            )));
-        }
-        Ok(Err(e)) => {
-            return Err(retry(format!(
-                "credgate could not read Secret {:?}: {}",
-                c.existing_secret,
-                api_reason(&e)
-            )));
-        }
-        Err(_) => {
-            return Err(retry(format!(
-                "credgate could not read Secret {:?} in time",
-                c.existing_secret
-            )));
-        }
+    let read = format!("read Secret {:?}", c.existing_secret);
+    let Some(existing) = call(&read, secrets.get_opt(c.existing_secret)).await? else {
+        return Err(Deny(format!(
+            "the existing Secret {:?} does not exist in namespace {:?}; create it first or fix run.ai/existing-secret",
+            c.existing_secret, c.namespace
+        )));
     };
     eligible(&existing, c)?;
     // The existing Secret's data is read for the shape check only and dropped here.
@@ -155,17 +144,13 @@ pub async fn claim(client: &Client, c: &Claim<'_>) -> Result<(), Deny> {
                 }),
                 ..DeleteParams::default()
             };
-            match tokio::time::timeout(CALL_TIMEOUT, leases.delete(&name, &dp)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) if is_status(&e, 404) || is_status(&e, 409) => {}
-                Ok(Err(e)) => {
-                    return Err(retry(format!(
-                        "credgate could not release a stale claim: {}",
-                        api_reason(&e)
-                    )));
-                }
-                Err(_) => return Err(retry("credgate could not release a stale claim in time")),
-            }
+            // Gone or changed meanwhile (404, 409): look again.
+            call_allowing(
+                "release a stale claim",
+                leases.delete(&name, &dp),
+                &[404, 409],
+            )
+            .await?;
             continue;
         }
         if c.dry_run {
@@ -190,19 +175,12 @@ pub async fn claim(client: &Client, c: &Claim<'_>) -> Result<(), Deny> {
                 ..LeaseSpec::default()
             }),
         };
-        match tokio::time::timeout(CALL_TIMEOUT, leases.create(&PostParams::default(), &lease))
-            .await
-        {
-            Ok(Ok(_)) => return Ok(()),
-            // Someone else was faster: look at their claim.
-            Ok(Err(e)) if is_status(&e, 409) => continue,
-            Ok(Err(e)) => {
-                return Err(retry(format!(
-                    "credgate could not record the claim: {}",
-                    api_reason(&e)
-                )));
-            }
-            Err(_) => return Err(retry("credgate could not record the claim in time")),
+        let params = PostParams::default();
+        let created = leases.create(&params, &lease);
+        match call_allowing("record the claim", created, &[409]).await? {
+            Some(_) => return Ok(()),
+            // Someone else was faster (409): look at their claim.
+            None => continue,
         }
     }
     Err(retry(format!(

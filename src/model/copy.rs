@@ -18,12 +18,18 @@ pub const HASH_ANNOTATION: &str = "credgate.run.ai/source-hash";
 
 /// The name of the copy of credential Secret `source` (in the credentials namespace).
 pub fn copy_name(source: &str) -> String {
-    let name = format!("credgate.{source}");
-    if name.len() <= 253 {
-        return name;
+    derived_name("credgate.", source)
+}
+
+/// `<prefix><name>`, or, past the 253 characters an object name may have,
+/// `<prefix>` and the first 8 bytes of the name's SHA-256 in hex.
+pub fn derived_name(prefix: &str, name: &str) -> String {
+    let derived = format!("{prefix}{name}");
+    if derived.len() <= 253 {
+        return derived;
     }
-    let digest = Sha256::digest(source.as_bytes());
-    format!("credgate.{}", hex(&digest[..8]))
+    let digest = Sha256::digest(name.as_bytes());
+    format!("{prefix}{}", hex(&digest[..8]))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -375,31 +375,46 @@ impl Cluster {
 }
 
 impl Replica {
+    /// GET `path` on the replica's admin port: the status and the body, or
+    /// the probe's own failure (which callers report as a failure, never as
+    /// "not ready").
+    fn admin_get(&self, path: &str) -> Result<(u16, String), String> {
+        // reqwest is built without a default TLS provider (plain HTTP here needs none).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let response = client
+            .get(format!("http://{}{path}", self.admin))
+            .send()
+            .map_err(|e| format!("GET {path} on {}: {e}", self.admin))?;
+        let status = response.status().as_u16();
+        let body = response.text().map_err(|e| e.to_string())?;
+        Ok((status, body))
+    }
+
     /// How many admission requests the replica has answered.
     pub fn answered(&self) -> u64 {
-        let text = std::process::Command::new("python3")
-            .args(["-c", "import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())"])
-            .arg(format!("http://{}/metrics", self.admin))
-            .stderr(Stdio::null())
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
+        let (status, text) = self
+            .admin_get("/metrics")
+            .unwrap_or_else(|e| panic!("the replica's /metrics could not be read: {e}"));
+        assert_eq!(status, 200, "/metrics answered {status}: {text}");
         text.lines()
             .filter(|l| l.starts_with("credgate_admission_requests_total{"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
     }
 
+    /// `/readyz`: true on 200, false on 503; any other answer, or no answer,
+    /// fails the test.
     pub fn is_ready(&self) -> bool {
-        std::process::Command::new("python3")
-            .args([
-                "-c",
-                "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)",
-            ])
-            .arg(format!("http://{}/readyz", self.admin))
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        match self.admin_get("/readyz") {
+            Ok((200, _)) => true,
+            Ok((503, _)) => false,
+            Ok((status, body)) => panic!("/readyz answered {status}: {body}"),
+            Err(e) => panic!("the readiness probe itself failed: {e}"),
+        }
     }
 }
 
