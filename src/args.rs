@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the admission webhook (HTTPS) and the admin port (HTTP).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Issue a CA and a serving certificate (rcgen, ECDSA P-256) and print the caBundle.
     Certs(CertsArgs),
     /// The credentials table: filter, search, sort, choose columns, CSV/JSON, --watch.
@@ -42,7 +42,7 @@ pub enum Command {
 impl Command {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
-            Command::Serve(args) => crate::app::serve(args).await,
+            Command::Serve(args) => crate::app::serve(*args).await,
             Command::Certs(args) => args.run(),
             Command::List(args) => Ok(args.run().await?),
             Command::Describe(args) => Ok(args.run().await?),
@@ -187,6 +187,11 @@ pub struct ServerArgs {
     /// Key of the serving certificate (PEM); re-read when the file changes.
     #[arg(long, default_value = "certs/tls.key")]
     pub tls_key: PathBuf,
+    /// CA bundle (PEM) of the client certificate the API server presents to
+    /// webhooks (its --admission-control-config-file). With it, every other
+    /// client is refused during the TLS handshake.
+    #[arg(long, env = "CREDGATE_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
     /// Largest request body in bytes (an UPDATE review carries two objects).
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -239,6 +244,7 @@ impl ServerArgs {
             admin_addr: self.admin_addr,
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
+            client_ca: self.client_ca.clone(),
             limits: server::http::Limits {
                 max_body_bytes: self.max_body_bytes,
                 body_timeout: Duration::from_secs(self.body_timeout_secs),
@@ -267,6 +273,10 @@ pub struct CertsArgs {
     /// Replace the CA in --out instead of reusing it (the caBundle changes).
     #[arg(long)]
     pub new_ca: bool,
+    /// Issue a client certificate with this common name instead of a serving
+    /// one: the API server presents it to credgate (see `serve --client-ca`).
+    #[arg(long, value_name = "COMMON_NAME")]
+    pub client: Option<String>,
 }
 
 impl CertsArgs {
@@ -277,6 +287,7 @@ impl CertsArgs {
             ips: self.ips,
             days: self.days,
             new_ca: self.new_ca,
+            client: self.client,
         })?;
         info!(
             ca = %issued.ca_cert.display(),

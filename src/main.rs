@@ -9,12 +9,19 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.log.init(&cli.command) {
-        Ok(()) => cli.command.run().await,
-        Err(error) => Err(error),
+    // At least two workers whatever the CPU limit (tokio sizes by it): one busy
+    // decision never stalls /livez, /readyz and the watches.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build();
+    let result = match (runtime, cli.log.init(&cli.command)) {
+        (Ok(runtime), Ok(())) => runtime.block_on(cli.command.run()),
+        (Err(error), _) => Err(anyhow::anyhow!("cannot start the async runtime: {error}")),
+        (_, Err(error)) => Err(error),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

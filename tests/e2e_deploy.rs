@@ -131,6 +131,7 @@ fn rendered_objects(c: &Cluster) {
         "Deployment",
         "Service",
         "PodDisruptionBudget",
+        "NetworkPolicy",
         "ValidatingWebhookConfiguration",
         "MutatingWebhookConfiguration",
     ] {
@@ -154,6 +155,30 @@ fn rendered_objects(c: &Cluster) {
         );
     }
     server_dry_run(c, &chart_yaml);
+
+    // Client authentication: the overlay and the chart's clientCA value agree,
+    // and the apiserver accepts them.
+    let client_auth_yaml = kustomize(c, "manifests/client-auth");
+    let mut client_auth = objects(c, &client_auth_yaml);
+    client_auth.remove(&("Namespace".into(), "credgate-system".into()));
+    let chart_client_auth = objects(
+        c,
+        &helm_template(
+            "credgate-system",
+            &["clientCA.configMap=credgate-client-ca"],
+        ),
+    );
+    assert_eq!(
+        chart_client_auth, client_auth,
+        "the client-auth overlay and the chart's clientCA.configMap differ"
+    );
+    let deployment = &client_auth[&("Deployment".into(), "credgate".into())];
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(
+        args.contains("--client-ca=/run/credgate/client-ca/ca.crt"),
+        "{args}"
+    );
+    server_dry_run(c, &client_auth_yaml);
 
     // cert-manager: the overlay and the chart agree too. The apiserver has no
     // cert-manager CRDs, so Certificate and Issuer are checked here, the rest dry-run.

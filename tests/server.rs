@@ -647,3 +647,98 @@ async fn more_bad_input_classes_get_well_formed_answers() {
     assert!(grown_mib < 64, "RSS grew by {grown_mib} MiB");
     server.stop().await;
 }
+
+/// `--client-ca`: only a client presenting a certificate that CA signed (the
+/// API server's) gets an answer; any other is refused during the handshake,
+/// so its review can change nothing.
+#[tokio::test]
+async fn with_a_client_ca_only_the_api_server_is_served() {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = tempfile::tempdir().unwrap();
+    let issued = common::issue(dir.path(), false);
+    // The API server's client certificate, from a CA of its own.
+    let apiserver = tempfile::tempdir().unwrap();
+    let client_cert = credgate::certs::issue(&credgate::certs::Request {
+        out: apiserver.path().to_owned(),
+        dns: vec![],
+        ips: vec![],
+        days: 1,
+        new_ca: false,
+        client: Some("kube-apiserver".into()),
+    })
+    .unwrap();
+    // Another client certificate, signed by a CA credgate does not trust.
+    let stranger = tempfile::tempdir().unwrap();
+    let stranger_cert = credgate::certs::issue(&credgate::certs::Request {
+        out: stranger.path().to_owned(),
+        dns: vec![],
+        ips: vec![],
+        days: 1,
+        new_ca: false,
+        client: Some("kube-apiserver".into()),
+    })
+    .unwrap();
+    let mut options = common::options(issued.tls_cert, issued.tls_key);
+    options.client_ca = Some(client_cert.ca_cert.clone());
+    let server = TestServer::start_with(dir, options).await;
+
+    let with_identity = |issued: &credgate::certs::Issued| {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&issued.tls_cert)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(&issued.tls_key).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&server.ca_pem()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(config)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    let send = |http: reqwest::Client| {
+        let url = server.url("/validate");
+        async move {
+            http.post(url)
+                .header("content-type", "application/json")
+                .body(fixture("secret-generic-empty.json"))
+                .send()
+                .await
+        }
+    };
+    let answered = send(with_identity(&client_cert))
+        .await
+        .expect("the API server's certificate is accepted");
+    let response = review_response(answered).await;
+    assert_eq!(
+        response["allowed"], false,
+        "and the review is decided: {response}"
+    );
+
+    for (who, http) in [
+        ("no client certificate", client(&server.ca_pem(), true)),
+        (
+            "a certificate from another CA",
+            with_identity(&stranger_cert),
+        ),
+    ] {
+        let refused = send(http).await;
+        assert!(
+            refused.is_err(),
+            "{who}: refused during the handshake, got {refused:?}"
+        );
+    }
+    server.stop().await;
+}

@@ -87,6 +87,17 @@ fn api_reason(e: &kube::Error) -> String {
     }
 }
 
+/// Deletes `lease` only as it was read: not a claim made again meanwhile.
+fn only_this(lease: &Lease) -> DeleteParams {
+    DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: lease.uid(),
+            resource_version: lease.resource_version(),
+        }),
+        ..DeleteParams::default()
+    }
+}
+
 fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
 }
@@ -137,13 +148,7 @@ pub async fn claim(client: &Client, c: &Claim<'_>) -> Result<(), Deny> {
                 return Ok(());
             }
             // Stale: its credential is gone. Take it over, but only this exact claim.
-            let dp = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: current.uid(),
-                    resource_version: current.resource_version(),
-                }),
-                ..DeleteParams::default()
-            };
+            let dp = only_this(&current);
             // Gone or changed meanwhile (404, 409): look again.
             call_allowing(
                 "release a stale claim",
@@ -230,13 +235,7 @@ pub async fn release(
     {
         return Ok(());
     }
-    let dp = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: current.uid(),
-            resource_version: current.resource_version(),
-        }),
-        ..DeleteParams::default()
-    };
+    let dp = only_this(&current);
     match leases.delete(&name, &dp).await {
         Ok(_) => Ok(()),
         Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),

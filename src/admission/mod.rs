@@ -443,7 +443,7 @@ mod tests {
             "userInfo": {"username": "alice"},
             "object": null, "dryRun": false,
             "oldObject": {"apiVersion": "v1", "kind": "Secret", "metadata": {
-                "name": "db-secret", "namespace": "team-a", "uid": "db-uid",
+                "name": "db-secret", "namespace": "team-a", "uid": "u",
                 "labels": {"run.ai/resource": "generic"}, "annotations": {"run.ai/name": "db"}}},
         }));
         let fresh = json!({"metadata": {"name": "fresh", "namespace": "team-a",
@@ -452,19 +452,19 @@ mod tests {
         let other = json!({"metadata": {"name": "other", "namespace": "team-a"},
             "spec": {"containers": [{"name": "main", "image": "busybox"}]}});
         // The answer, and the DELETE records left: (pods, deletions).
-        let decide = |pods: Option<Vec<Value>>| {
+        let decide_on = |delete: Vec<u8>, pods: Option<Vec<Value>>| {
             let index = std::sync::Arc::new(std::sync::RwLock::new(
                 crate::policy::resolve::tests::index(),
             ));
             let admission =
                 Admission::new(Settings::default(), index.clone(), Some(fake_api(pods)));
-            let delete = delete.clone();
             async move {
                 let answer = response(&admission.review(Endpoint::Validate, &delete).await);
                 let records = index.read().unwrap().recent().len();
                 (answer, records)
             }
         };
+        let decide = |pods| decide_on(delete.clone(), pods);
         let (used, records) = decide(Some(vec![fresh, other.clone()])).await;
         assert_eq!(used["allowed"], false, "{used}");
         assert_eq!(
@@ -472,10 +472,23 @@ mod tests {
             "credential \"db\" is in use by 1 workload: Pod/team-a/fresh; remove these references (or delete the workloads) first"
         );
         assert_eq!(records, (0, 0), "a refused DELETE holds up no pod");
-        let (unused, records) = decide(Some(vec![other])).await;
+        let (unused, records) = decide(Some(vec![other.clone()])).await;
         assert_eq!(unused["allowed"], true, "{unused}");
         assert!(unused.get("warnings").is_none(), "{unused}");
         assert_eq!(records, (0, 1), "an allowed DELETE is remembered");
+        // A uid the snapshot does not hold under that name (a forged review):
+        // answered, but nothing is remembered that could refuse other pods.
+        let forged = String::from_utf8(delete.clone())
+            .unwrap()
+            .replace(r#""uid":"u""#, r#""uid":"another-credentials-uid""#);
+        assert_ne!(forged.as_bytes(), &delete[..]);
+        let (answer, records) = decide_on(forged.into_bytes(), Some(vec![other.clone()])).await;
+        assert_eq!(answer["allowed"], true, "{answer}");
+        assert_eq!(
+            records,
+            (0, 0),
+            "no record for a uid the snapshot does not hold"
+        );
         // The API server failing: the cached view decides, and says so.
         let (failing, _) = decide(None).await;
         assert_eq!(failing["allowed"], true, "{failing}");

@@ -30,13 +30,18 @@ impl Admission {
             object.metadata.annotations.as_ref(),
             object.data.get("spec"),
         );
-        let mutation = {
+        // Parsing and injection read no state: only resolving holds the snapshot's lock.
+        let requests = match mutate::pod_requests(annotations, spec) {
+            Ok(requests) => requests,
+            Err(deny) => return (Err(deny), Vec::new()),
+        };
+        let plan = {
             let index = self.index.read().unwrap_or_else(|e| e.into_inner());
             validate::synced(&index)
-                .and_then(|()| mutate::pod(&self.settings, &index, namespace, annotations, spec))
+                .and_then(|()| mutate::pod_plan(&self.settings, &index, namespace, &requests, spec))
         };
-        let mutation = match mutation {
-            Ok(m) => m,
+        let mutation = match plan {
+            Ok(plan) => mutate::pod_inject(spec, plan),
             Err(deny) => return (Err(deny), Vec::new()),
         };
         if !req.dry_run

@@ -89,12 +89,13 @@ impl Admission {
             .credentials
             .iter()
             .filter_map(|((ns, secret), credential)| {
-                let uid = if secret == meta.name {
-                    old.metadata.uid.clone()
-                } else {
-                    index.secret(ns, secret).map(|info| info.uid.clone())
-                };
-                Some((uid?, credential.clone()))
+                // Only a uid the snapshot holds under that namespace and name: a
+                // review sent by anyone but the API server cannot make a record
+                // for a credential that is not there.
+                let uid = index.secret(ns, secret).map(|info| info.uid.clone())?;
+                let named = secret == meta.name && ns == meta.namespace;
+                (!named || old.metadata.uid.as_ref() == Some(&uid))
+                    .then(|| (uid, credential.clone()))
             })
             .collect();
         index

@@ -37,6 +37,9 @@ pub struct Request {
     pub days: u32,
     /// Make a new CA even if the folder has one.
     pub new_ca: bool,
+    /// Issue a client certificate with this common name instead of a serving
+    /// one (for the API server to present to credgate).
+    pub client: Option<String>,
 }
 
 /// The files written, and the CA bundle for `caBundle`.
@@ -111,17 +114,40 @@ pub fn serving(
     ips: &[IpAddr],
     validity: std::time::Duration,
 ) -> Result<Pair, CertError> {
-    let now = OffsetDateTime::now_utc();
-    let ca_key = KeyPair::from_pem(&ca.key)?;
-    let issuer = Issuer::from_ca_cert_pem(&ca.cert, &ca_key)?;
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::new(dns.to_vec())?;
     params
         .subject_alt_names
         .extend(ips.iter().copied().map(SanType::IpAddress));
     params.distinguished_name = name(dns.first().map_or("credgate", String::as_str));
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    signed(ca, params, validity)
+}
+
+/// A client certificate for `common_name` signed by `ca`, valid for
+/// `validity` from now: what the API server presents to credgate when
+/// `--client-ca` is on.
+pub fn client(
+    ca: &Pair,
+    common_name: &str,
+    validity: std::time::Duration,
+) -> Result<Pair, CertError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = name(common_name);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    signed(ca, params, validity)
+}
+
+/// Signs a leaf certificate of `params` with `ca`, with a new P-256 key.
+fn signed(
+    ca: &Pair,
+    mut params: CertificateParams,
+    validity: std::time::Duration,
+) -> Result<Pair, CertError> {
+    let now = OffsetDateTime::now_utc();
+    let ca_key = KeyPair::from_pem(&ca.key)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert, &ca_key)?;
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.use_authority_key_identifier_extension = true;
     params.not_before = now - Duration::minutes(5);
     params.not_after = now + validity;
@@ -189,13 +215,14 @@ pub fn issue(req: &Request) -> Result<Issued, CertError> {
         write(&ca_cert_path, ca.cert.as_bytes(), false)?;
         ca
     };
-    let (dns, ips) = names_or_defaults(&req.dns, &req.ips);
-    let pair = serving(
-        &ca,
-        &dns,
-        &ips,
-        std::time::Duration::from_secs(u64::from(req.days) * 86_400),
-    )?;
+    let validity = std::time::Duration::from_secs(u64::from(req.days) * 86_400);
+    let pair = match &req.client {
+        Some(common_name) => client(&ca, common_name, validity)?,
+        None => {
+            let (dns, ips) = names_or_defaults(&req.dns, &req.ips);
+            serving(&ca, &dns, &ips, validity)?
+        }
+    };
     let tls_cert = req.out.join("tls.crt");
     let tls_key = req.out.join("tls.key");
     write_pair(&pair, &tls_cert, &tls_key)?;
@@ -254,6 +281,7 @@ mod tests {
             ips: vec![],
             days: 30,
             new_ca: false,
+            client: None,
         };
         let first = issue(&req).unwrap();
         assert!(!first.ca_reused);
@@ -273,6 +301,7 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let third = issue(&Request {
             new_ca: true,
+            client: None,
             ..req
         })
         .unwrap();

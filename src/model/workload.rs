@@ -325,8 +325,40 @@ pub struct AnnotationError {
     pub problem: String,
 }
 
+/// Items one annotation may list (env vars, credentials, volumes, pull secrets).
+pub const MAX_ITEMS_PER_ANNOTATION: usize = 100;
+/// Credential references one pod (or pod template) may make across its annotations.
+pub const MAX_REFERENCES_PER_POD: usize = 200;
+/// Characters of an annotation quoted in a message; the rest is cut.
+const QUOTED_CHARS: usize = 120;
+
 fn items(value: &str) -> impl Iterator<Item = &str> {
     value.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// The items of `value`, refused past [`MAX_ITEMS_PER_ANNOTATION`] before any is read.
+fn bounded_items<'v>(
+    annotation: &'static str,
+    value: &'v str,
+) -> Result<impl Iterator<Item = &'v str>, AnnotationError> {
+    let n = items(value).count();
+    if n > MAX_ITEMS_PER_ANNOTATION {
+        return Err(AnnotationError {
+            annotation,
+            problem: format!(
+                "lists {n} items; credgate accepts at most {MAX_ITEMS_PER_ANNOTATION} per annotation"
+            ),
+        });
+    }
+    Ok(items(value))
+}
+
+/// `s` as `{:?}` quotes it, cut after [`QUOTED_CHARS`] characters.
+fn quoted(s: &str) -> String {
+    match s.char_indices().nth(QUOTED_CHARS) {
+        None => format!("{s:?}"),
+        Some((at, _)) => format!("{:?}…", &s[..at]),
+    }
 }
 
 fn credential_name(
@@ -340,7 +372,9 @@ fn credential_name(
         Err(AnnotationError {
             annotation,
             problem: format!(
-                "{name:?} in {whole:?} is not a credential name (lowercase letters, digits, '-', '.')"
+                "{} in {} is not a credential name (lowercase letters, digits, '-', '.')",
+                quoted(name),
+                quoted(whole)
             ),
         })
     }
@@ -367,25 +401,37 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> Result<Requests,
     };
     let get = |k: &str| annotations.get(k).map(String::as_str);
     if let Some(value) = get(annotation::ENV) {
-        for item in items(value) {
+        for item in bounded_items(annotation::ENV, value)? {
             let bad = |problem: String| AnnotationError {
                 annotation: annotation::ENV,
                 problem,
             };
-            let (env, source) = item
-                .split_once('=')
-                .ok_or_else(|| bad(format!("{item:?} must look like ENV=<credential>:<key>")))?;
-            let (credential, key) = source
-                .split_once(':')
-                .ok_or_else(|| bad(format!("{item:?} must look like ENV=<credential>:<key>")))?;
+            let (env, source) = item.split_once('=').ok_or_else(|| {
+                bad(format!(
+                    "{} must look like ENV=<credential>:<key>",
+                    quoted(item)
+                ))
+            })?;
+            let (credential, key) = source.split_once(':').ok_or_else(|| {
+                bad(format!(
+                    "{} must look like ENV=<credential>:<key>",
+                    quoted(item)
+                ))
+            })?;
             let (env, credential, key) = (env.trim(), credential.trim(), key.trim());
             if !is_env_name(env) {
                 return Err(bad(format!(
-                    "{env:?} in {item:?} is not an environment variable name"
+                    "{} in {} is not an environment variable name",
+                    quoted(env),
+                    quoted(item)
                 )));
             }
             if !is_secret_key(key) {
-                return Err(bad(format!("{key:?} in {item:?} is not a Secret key")));
+                return Err(bad(format!(
+                    "{} in {} is not a Secret key",
+                    quoted(key),
+                    quoted(item)
+                )));
             }
             requests.env.push(EnvRef {
                 env: env.to_owned(),
@@ -395,25 +441,30 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> Result<Requests,
         }
     }
     if let Some(value) = get(annotation::ENV_FROM) {
-        for item in items(value) {
+        for item in bounded_items(annotation::ENV_FROM, value)? {
             requests
                 .env_from
                 .push(credential_name(annotation::ENV_FROM, item, value)?);
         }
     }
     if let Some(value) = get(annotation::VOLUME) {
-        for item in items(value) {
+        for item in bounded_items(annotation::VOLUME, value)? {
             let bad = |problem: String| AnnotationError {
                 annotation: annotation::VOLUME,
                 problem,
             };
-            let (credential, path) = item
-                .split_once(':')
-                .ok_or_else(|| bad(format!("{item:?} must look like <credential>:<mountPath>")))?;
+            let (credential, path) = item.split_once(':').ok_or_else(|| {
+                bad(format!(
+                    "{} must look like <credential>:<mountPath>",
+                    quoted(item)
+                ))
+            })?;
             let path = path.trim();
             if !path.starts_with('/') || path.contains(':') {
                 return Err(bad(format!(
-                    "{path:?} in {item:?} must be an absolute path"
+                    "{} in {} must be an absolute path",
+                    quoted(path),
+                    quoted(item)
                 )));
             }
             requests.volumes.push(VolumeRef {
@@ -436,11 +487,29 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> Result<Requests,
             "" | "auto" => ImagePull::Auto,
             "none" => ImagePull::None,
             list => ImagePull::Named(
-                items(list)
+                bounded_items(annotation::IMAGE_PULL, list)?
                     .map(|n| credential_name(annotation::IMAGE_PULL, n, list))
                     .collect::<Result<_, _>>()?,
             ),
         };
+    }
+    let named = match &requests.image_pull {
+        ImagePull::Named(names) => names.len(),
+        _ => 0,
+    };
+    let total = requests.env.len()
+        + requests.env_from.len()
+        + requests.volumes.len()
+        + usize::from(requests.s3.is_some())
+        + usize::from(requests.git.is_some())
+        + named;
+    if total > MAX_REFERENCES_PER_POD {
+        return Err(AnnotationError {
+            annotation: "run.ai/credentials-*",
+            problem: format!(
+                "the annotations make {total} credential references; credgate accepts at most {MAX_REFERENCES_PER_POD} per pod"
+            ),
+        });
     }
     Ok(requests)
 }
@@ -545,6 +614,68 @@ fn all_containers(spec: &PodSpec) -> impl Iterator<Item = EnvLists<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hostile pod is refused before its references are read, with a message
+    /// that names the limit and quotes no more than a few words.
+    #[test]
+    fn limits_per_annotation_and_per_pod() {
+        let many = (0..20_000)
+            .map(|i| format!("E{i}=t:k"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let err = parse(Some(&annotations(&[(annotation::ENV, &many)]))).unwrap_err();
+        assert_eq!(err.annotation, annotation::ENV);
+        assert!(
+            err.problem.contains("lists 20000 items") && err.problem.contains("at most 100"),
+            "{err}"
+        );
+        let at_limit = (0..MAX_ITEMS_PER_ANNOTATION)
+            .map(|i| format!("E{i}=t:k"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(
+            parse(Some(&annotations(&[(annotation::ENV, &at_limit)])))
+                .unwrap()
+                .env
+                .len(),
+            100
+        );
+
+        let names = |prefix: &str| {
+            (0..90)
+                .map(|i| format!("{prefix}{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let vars = (0..90)
+            .map(|i| format!("V{i}=t:k"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let (env_from, pulls) = (names("a"), names("b"));
+        let err = parse(Some(&annotations(&[
+            (annotation::ENV, &vars),
+            (annotation::ENV_FROM, &env_from),
+            (annotation::IMAGE_PULL, &pulls),
+        ])))
+        .unwrap_err();
+        assert!(
+            err.problem.contains("270 credential references")
+                && err.problem.contains("at most 200"),
+            "{err}"
+        );
+
+        let long = "x".repeat(100_000);
+        let err = parse(Some(&annotations(&[(
+            annotation::ENV_FROM,
+            &long.to_uppercase(),
+        )])))
+        .unwrap_err();
+        assert!(
+            err.to_string().len() < 400,
+            "a long value is cut when quoted: {} bytes",
+            err.to_string().len()
+        );
+    }
 
     /// The table agrees with k8s-openapi's types, row by row, and with the enum's order.
     #[test]

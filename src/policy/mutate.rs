@@ -253,11 +253,20 @@ pub struct PodMutation {
     pub uses: Vec<String>,
 }
 
-/// The patch and warnings for a Pod CREATE in a project namespace.
+/// Entries one pod's injection may add: every container (and init
+/// container) gets each env var, envFrom and volume mount, so this bounds
+/// containers × references.
+pub const MAX_INJECTED_ENTRIES: usize = 10_000;
+
+/// The patch and warnings for a Pod CREATE in a project namespace: the three
+/// steps of [`pod_requests`], [`pod_plan`] (the only one that reads the
+/// snapshot) and [`pod_inject`].
 ///
 /// Reads the Pod as JSON (fields credgate does not know are never touched) and
 /// appends only what is missing to each list, so a second pass (reinvocation)
-/// yields an empty patch. No copy of the Pod is made.
+/// yields an empty patch. No copy of the Pod is made. The work is linear in
+/// the size of the pod, and bounded by the limits of
+/// [`crate::model::workload`] and [`MAX_INJECTED_ENTRIES`].
 pub fn pod(
     settings: &crate::policy::Settings,
     index: &crate::state::index::Index,
@@ -265,45 +274,109 @@ pub fn pod(
     annotations: Option<&std::collections::BTreeMap<String, String>>,
     spec: Option<&serde_json::Value>,
 ) -> Result<PodMutation, crate::policy::Deny> {
+    let requests = pod_requests(annotations, spec)?;
+    let plan = pod_plan(settings, index, namespace, &requests, spec)?;
+    Ok(pod_inject(spec, plan))
+}
+
+/// What the pod's annotations ask for, within the limits; reads no state.
+pub fn pod_requests(
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+    spec: Option<&serde_json::Value>,
+) -> Result<crate::model::workload::Requests, crate::policy::Deny> {
     use crate::policy::Deny;
     let requests = crate::model::workload::parse(annotations).map_err(|e| Deny(e.to_string()))?;
+    let containers: usize = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|list| spec?.get(list)?.as_array().map(Vec::len))
+        .sum();
+    let per_container = requests.env.len() + requests.env_from.len() + requests.volumes.len();
+    let entries = containers.saturating_mul(per_container);
+    if entries > MAX_INJECTED_ENTRIES {
+        return Err(Deny(format!(
+            "injecting this pod's credentials would add {entries} entries ({containers} containers × {per_container} references); credgate adds at most {MAX_INJECTED_ENTRIES} to one pod"
+        )));
+    }
+    Ok(requests)
+}
+
+/// Resolves the requests against the snapshot: the only step under its lock.
+pub fn pod_plan(
+    settings: &crate::policy::Settings,
+    index: &crate::state::index::Index,
+    namespace: &str,
+    requests: &crate::model::workload::Requests,
+    spec: Option<&serde_json::Value>,
+) -> Result<crate::policy::resolve::Plan, crate::policy::Deny> {
     let images = crate::model::workload::images(spec);
-    let plan = crate::policy::resolve::plan(settings, index, namespace, &requests, images)
-        .map_err(Deny)?;
+    crate::policy::resolve::plan(settings, index, namespace, requests, images)
+        .map_err(crate::policy::Deny)
+}
+
+/// The patch that injects `plan` into the pod; reads no state.
+pub fn pod_inject(
+    spec: Option<&serde_json::Value>,
+    plan: crate::policy::resolve::Plan,
+) -> PodMutation {
     let mut ops = Vec::new();
     let warnings = inject(spec, &plan, &mut ops);
-    Ok(PodMutation {
+    PodMutation {
         ops,
         warnings,
         missing_copies: plan.missing_copies,
         uses: plan.uses,
-    })
+    }
 }
 
-/// Items to append to one list of the Pod.
+/// Items to append to one list of the Pod, found by a key (a name or a path)
+/// in a map: checking an item costs O(1), so injection stays linear.
 struct Append<'a> {
     tokens: Vec<&'a str>,
     existing: Option<&'a Vec<serde_json::Value>>,
     added: Vec<serde_json::Value>,
+    key: fn(&serde_json::Value) -> Option<&str>,
+    /// Key → (true: added, false: existing; position).
+    by_key: std::collections::HashMap<String, (bool, usize)>,
 }
 
 impl<'a> Append<'a> {
-    fn new(parent: &'a serde_json::Value, tokens: Vec<&'a str>) -> Self {
-        let key = tokens.last().copied().unwrap_or_default();
+    fn new(
+        parent: &'a serde_json::Value,
+        tokens: Vec<&'a str>,
+        key: fn(&serde_json::Value) -> Option<&str>,
+    ) -> Self {
+        let last = tokens.last().copied().unwrap_or_default();
+        let existing = parent.get(last).and_then(serde_json::Value::as_array);
+        let mut by_key = std::collections::HashMap::new();
+        for (i, item) in existing.into_iter().flatten().enumerate() {
+            if let Some(k) = key(item) {
+                by_key.entry(k.to_owned()).or_insert((false, i));
+            }
+        }
         Append {
-            existing: parent.get(key).and_then(serde_json::Value::as_array),
+            existing,
             tokens,
             added: Vec::new(),
+            key,
+            by_key,
         }
     }
 
-    /// The first item (existing or added) that `matches`.
-    fn find(&self, matches: impl Fn(&serde_json::Value) -> bool) -> Option<&serde_json::Value> {
-        self.existing
-            .into_iter()
-            .flatten()
-            .chain(&self.added)
-            .find(|v| matches(v))
+    /// The first item (existing or added) whose key is `k`.
+    fn find(&self, k: &str) -> Option<&serde_json::Value> {
+        match *self.by_key.get(k)? {
+            (false, i) => self.existing?.get(i),
+            (true, i) => self.added.get(i),
+        }
+    }
+
+    fn push(&mut self, item: serde_json::Value) {
+        if let Some(k) = (self.key)(&item) {
+            self.by_key
+                .entry(k.to_owned())
+                .or_insert((true, self.added.len()));
+        }
+        self.added.push(item);
     }
 
     /// Appends to the list, or adds the list when the Pod has none.
@@ -325,6 +398,18 @@ impl<'a> Append<'a> {
     }
 }
 
+fn by_name(v: &serde_json::Value) -> Option<&str> {
+    v["name"].as_str()
+}
+
+fn by_secret_ref(v: &serde_json::Value) -> Option<&str> {
+    v["secretRef"]["name"].as_str()
+}
+
+fn by_mount_path(v: &serde_json::Value) -> Option<&str> {
+    v["mountPath"].as_str()
+}
+
 /// A pod volume name for a credential: a DNS label, stable for the same credential.
 pub fn volume_name(credential: &str) -> String {
     let mut name: String = format!("credential-{credential}").replace('.', "-");
@@ -342,18 +427,18 @@ fn inject(
     let Some(spec) = spec.filter(|s| s.is_object()) else {
         return warnings;
     };
-    let mut volumes = Append::new(spec, vec!["spec", "volumes"]);
+    let mut volumes = Append::new(spec, vec!["spec", "volumes"], by_name);
     for (credential, secret, _) in &plan.volumes {
         let name = volume_name(credential);
-        if volumes.find(|v| v["name"] == name.as_str()).is_none() {
-            volumes.added.push(json!({"name": name, "secret": {"secretName": secret, "defaultMode": SECRET_VOLUME_MODE}}));
+        if volumes.find(&name).is_none() {
+            volumes.push(json!({"name": name, "secret": {"secretName": secret, "defaultMode": SECRET_VOLUME_MODE}}));
         }
     }
     volumes.finish(ops);
-    let mut pulls = Append::new(spec, vec!["spec", "imagePullSecrets"]);
+    let mut pulls = Append::new(spec, vec!["spec", "imagePullSecrets"], by_name);
     for secret in &plan.pull_secrets {
-        if pulls.find(|p| p["name"] == secret.as_str()).is_none() {
-            pulls.added.push(json!({"name": secret}));
+        if pulls.find(secret).is_none() {
+            pulls.push(json!({"name": secret}));
         }
     }
     pulls.finish(ops);
@@ -365,11 +450,11 @@ fn inject(
             let index = i.to_string();
             let at = |key: &'static str| vec!["spec", list, index.as_str(), key];
             let cname = container["name"].as_str().unwrap_or_default();
-            let mut vars = Append::new(container, at("env"));
+            let mut vars = Append::new(container, at("env"), by_name);
             for (env, secret, key) in &plan.env {
                 let value = json!({"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}});
-                match vars.find(|v| v["name"] == env.as_str()) {
-                    None => vars.added.push(value),
+                match vars.find(env) {
+                    None => vars.push(value),
                     Some(existing) if *existing == value => {}
                     Some(_) => warnings.push(format!(
                         "container {cname:?} sets {env} itself; its own value wins over the credential annotation"
@@ -377,23 +462,18 @@ fn inject(
                 }
             }
             vars.finish(ops);
-            let mut sources = Append::new(container, at("envFrom"));
+            let mut sources = Append::new(container, at("envFrom"), by_secret_ref);
             for secret in &plan.env_from {
-                if sources
-                    .find(|s| s["secretRef"]["name"] == secret.as_str())
-                    .is_none()
-                {
-                    sources.added.push(json!({"secretRef": {"name": secret}}));
+                if sources.find(secret).is_none() {
+                    sources.push(json!({"secretRef": {"name": secret}}));
                 }
             }
             sources.finish(ops);
-            let mut mounts = Append::new(container, at("volumeMounts"));
+            let mut mounts = Append::new(container, at("volumeMounts"), by_mount_path);
             for (credential, _, path) in &plan.volumes {
                 let name = volume_name(credential);
-                match mounts.find(|m| m["mountPath"] == path.as_str()) {
-                    None => mounts
-                        .added
-                        .push(json!({"name": name, "mountPath": path, "readOnly": true})),
+                match mounts.find(path) {
+                    None => mounts.push(json!({"name": name, "mountPath": path, "readOnly": true})),
                     Some(m) if m["name"] == name.as_str() => {}
                     Some(_) => warnings.push(format!(
                         "container {cname:?} already mounts something at {path}; credential {credential:?} is not mounted there"

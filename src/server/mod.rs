@@ -36,6 +36,8 @@ pub struct Options {
     pub admin_addr: SocketAddr,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
+    /// Verify clients against this CA bundle: only the API server may call.
+    pub client_ca: Option<PathBuf>,
     pub limits: http::Limits,
     /// Longest wait for request headers (HTTP/1.1) and for a TLS handshake.
     pub header_timeout: Duration,
@@ -77,7 +79,7 @@ impl Server {
         health: Arc<Health>,
     ) -> Result<Self, ServerError> {
         let store = CertStore::load(&options.tls_cert, &options.tls_key, metrics.clone())?;
-        let tls = TlsAcceptor::from(store.server_config()?);
+        let tls = TlsAcceptor::from(store.server_config(options.client_ca.as_deref())?);
         let bind = |addr: SocketAddr, flag: &'static str| async move {
             TcpListener::bind(addr)
                 .await

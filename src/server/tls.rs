@@ -40,6 +40,19 @@ pub enum TlsError {
         key: PathBuf,
         source: rustls::Error,
     },
+    #[error(
+        "{path} holds a certificate that cannot be a client CA: {source}; pass the CA that signed the API server's client certificate"
+    )]
+    ClientCa {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    #[error(
+        "{path} holds no PEM certificate; pass the CA that signed the API server's client certificate"
+    )]
+    NoClientCa { path: PathBuf },
+    #[error("client verification cannot be set up: {0}")]
+    ClientVerifier(String),
     #[error("TLS configuration: {0}")]
     Config(#[from] rustls::Error),
 }
@@ -114,11 +127,45 @@ impl CertStore {
     }
 
     /// A rustls server configuration: TLS 1.2 and 1.3, ALPN h2 and http/1.1.
-    pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
+    ///
+    /// With `client_ca`, a client must present a certificate that CA signed
+    /// (the API server's, see `--client-ca`); any other is refused during the
+    /// handshake, before a byte of HTTP is read.
+    pub fn server_config(
+        self: &Arc<Self>,
+        client_ca: Option<&Path>,
+    ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let builder = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(&bytes).flatten() {
+                    roots.add(cert).map_err(|source| TlsError::ClientCa {
+                        path: path.to_owned(),
+                        source,
+                    })?;
+                }
+                if roots.is_empty() {
+                    return Err(TlsError::NoClientCa {
+                        path: path.to_owned(),
+                    });
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    self.provider.clone(),
+                )
+                .build()
+                .map_err(|e| TlsError::ClientVerifier(e.to_string()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder.with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }

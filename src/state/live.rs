@@ -22,8 +22,9 @@ use crate::state::index::Index;
 
 /// A credential reaching more namespaces is not checked live.
 pub const MAX_NAMESPACES: usize = 8;
-/// Items per page of a list.
-pub const PAGE: u32 = 500;
+/// Items per page of a list: each page is reduced to references before the
+/// next is read, so tenants' stored objects cannot size credgate's memory.
+pub const PAGE: u32 = crate::state::watch::WORKLOAD_PAGE;
 /// Time for the whole check (the webhook's own timeout is 5 s).
 pub const BUDGET: Duration = Duration::from_secs(3);
 

@@ -19,8 +19,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// How long an admitted pod protects its credentials before the watch shows it.
-pub const ADMITTED_GRACE: Duration = Duration::from_secs(30);
+/// How long an admitted pod protects its credentials before the watch shows it:
+/// the webhook timeout (5 s in the manifests) and a margin for the rest of
+/// admission and the write. A pod the API server refuses after credgate
+/// admitted it (a phantom) holds its credentials no longer than this, so a
+/// loop of phantoms delays a DELETE by this much after the loop stops.
+pub const ADMITTED_GRACE: Duration = Duration::from_secs(10);
 /// How long an allowed DELETE keeps pods from naming the credential's uid
 /// (the watch normally shows the deletion within milliseconds; a DELETE that
 /// another webhook refuses holds pods up this long at most).

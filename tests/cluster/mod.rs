@@ -262,6 +262,8 @@ pub fn run(name: &str, tests: Vec<Test>) {
 pub struct Replica {
     pub name: String,
     pub admin: String,
+    /// `127.0.0.1:<port>` of its webhook (no client authentication).
+    pub webhook: String,
     child: Option<std::process::Child>,
     kubectl: PathBuf,
     kubeconfig: PathBuf,
@@ -366,6 +368,7 @@ impl Cluster {
         Replica {
             name: name.to_owned(),
             admin,
+            webhook,
             child: Some(child),
             kubectl: self.kubectl.clone(),
             kubeconfig: self.kubeconfig.clone(),
@@ -375,6 +378,11 @@ impl Cluster {
 }
 
 impl Replica {
+    /// The CA that signed the replica's serving certificate (PEM).
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self._dir.path().join("ca.crt")).expect("the replica's ca.crt")
+    }
+
     /// GET `path` on the replica's admin port: the status and the body, or
     /// the probe's own failure (which callers report as a failure, never as
     /// "not ready").

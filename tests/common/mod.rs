@@ -52,6 +52,7 @@ pub fn issue(out: &Path, new_ca: bool) -> certs::Issued {
         ips: vec!["127.0.0.1".parse().unwrap()],
         days: 1,
         new_ca,
+        client: None,
     })
     .unwrap()
 }
@@ -62,6 +63,7 @@ pub fn options(cert: PathBuf, key: PathBuf) -> Options {
         admin_addr: "127.0.0.1:0".parse().unwrap(),
         tls_cert: cert,
         tls_key: key,
+        client_ca: None,
         limits: Limits {
             max_body_bytes: BODY_LIMIT,
             body_timeout: Duration::from_secs(2),
