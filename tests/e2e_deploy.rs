@@ -254,6 +254,13 @@ fn rendered_objects(c: &Cluster) {
             .to_string()
             .contains("--credentials-namespace=creds")
     );
+    // The copies webhook trusts the release's ServiceAccount, and so does credgate.
+    assert!(
+        deployment
+            .to_string()
+            .contains("--controller-identity=system:serviceaccount:platform:credgate"),
+        "{deployment}"
+    );
     let validating = &other[&("ValidatingWebhookConfiguration".into(), "credgate".into())];
     let text = validating.to_string();
     assert!(

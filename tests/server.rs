@@ -657,28 +657,22 @@ async fn with_a_client_ca_only_the_api_server_is_served() {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let dir = tempfile::tempdir().unwrap();
     let issued = common::issue(dir.path(), false);
-    // The API server's client certificate, from a CA of its own.
-    let apiserver = tempfile::tempdir().unwrap();
-    let client_cert = credgate::certs::issue(&credgate::certs::Request {
-        out: apiserver.path().to_owned(),
-        dns: vec![],
-        ips: vec![],
-        days: 1,
-        new_ca: false,
-        client: Some("kube-apiserver".into()),
-    })
-    .unwrap();
-    // Another client certificate, signed by a CA credgate does not trust.
-    let stranger = tempfile::tempdir().unwrap();
-    let stranger_cert = credgate::certs::issue(&credgate::certs::Request {
-        out: stranger.path().to_owned(),
-        dns: vec![],
-        ips: vec![],
-        days: 1,
-        new_ca: false,
-        client: Some("kube-apiserver".into()),
-    })
-    .unwrap();
+    // A client certificate "kube-apiserver" from a new CA in `dir`.
+    let client_pair = |dir: &std::path::Path| {
+        credgate::certs::issue(&credgate::certs::Request {
+            out: dir.to_owned(),
+            dns: vec![],
+            ips: vec![],
+            days: 1,
+            new_ca: false,
+            client: Some("kube-apiserver".into()),
+        })
+        .unwrap()
+    };
+    // The API server's, and another signed by a CA credgate does not trust.
+    let (apiserver, stranger) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (client_cert, stranger_cert) =
+        (client_pair(apiserver.path()), client_pair(stranger.path()));
     let mut options = common::options(issued.tls_cert, issued.tls_key);
     options.client_ca = Some(client_cert.ca_cert.clone());
     let server = TestServer::start_with(dir, options).await;

@@ -433,6 +433,55 @@ mod tests {
 
     /// A DELETE the snapshot allows is decided again on what the API server
     /// holds: a pod the watch has not delivered yet keeps the credential.
+    /// Issue 16: in a namespace being deleted, a credential DELETE is allowed
+    /// at once, although a workload still names it, with no API call (the
+    /// failing fake API would add a warning) and no record.
+    #[tokio::test]
+    async fn a_delete_in_a_namespace_being_deleted_is_allowed_at_once() {
+        use crate::model::workload::{Reference, Usage};
+        let delete = review(json!({
+            "uid": "u-2",
+            "kind": {"group": "", "version": "v1", "kind": "Secret"},
+            "resource": {"group": "", "version": "v1", "resource": "secrets"},
+            "name": "db-secret", "namespace": "team-a", "operation": "DELETE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:namespace-controller"},
+            "object": null, "dryRun": false,
+            "oldObject": {"apiVersion": "v1", "kind": "Secret", "metadata": {
+                "name": "db-secret", "namespace": "team-a", "uid": "u",
+                "labels": {"run.ai/resource": "generic"}, "annotations": {"run.ai/name": "db"}}},
+        }));
+        let decide = |terminating: bool| {
+            let mut index = crate::policy::resolve::tests::index();
+            let mut info = index.namespace("team-a").cloned().unwrap();
+            info.terminating = terminating;
+            index.set_namespace("team-a", info);
+            index.set_workload(
+                WorkloadKind::Pod,
+                "team-a",
+                "user",
+                [Reference::Credential("db".into(), Usage::Environment)],
+            );
+            let index = std::sync::Arc::new(std::sync::RwLock::new(index));
+            let admission =
+                Admission::new(Settings::default(), index.clone(), Some(fake_api(None)));
+            let delete = delete.clone();
+            async move {
+                let answer = response(&admission.review(Endpoint::Validate, &delete).await);
+                let records = index.read().unwrap().recent().len();
+                (answer, records)
+            }
+        };
+        let (answer, records) = decide(true).await;
+        assert_eq!(answer["allowed"], true, "{answer}");
+        assert!(answer.get("warnings").is_none(), "no API call: {answer}");
+        assert_eq!(records, (0, 0));
+        let (answer, _) = decide(false).await;
+        assert_eq!(
+            answer["allowed"], false,
+            "the control: in use elsewhere: {answer}"
+        );
+    }
+
     #[tokio::test]
     async fn live_check_of_an_allowed_delete() {
         let delete = review(json!({

@@ -403,6 +403,11 @@ pub struct ListArgs {
     /// Print again whenever a credential or a pod changes (Ctrl-C stops).
     #[arg(short = 'w', long)]
     pub watch: bool,
+    /// With `-o csv`: cells as they are. By default a cell that starts with
+    /// `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, so a
+    /// spreadsheet does not run it as a formula.
+    #[arg(long)]
+    pub raw_csv: bool,
 }
 
 impl ListArgs {
@@ -465,7 +470,7 @@ impl ListArgs {
         let stdout = std::io::stdout();
         let terminal = stdout.is_terminal();
         let text = match self.output {
-            Output::Csv => table::csv(&rows, columns),
+            Output::Csv => table::csv(&rows, columns, self.raw_csv),
             Output::Json => table::json(&rows, columns),
             Output::Table => {
                 let width = terminal
@@ -557,7 +562,11 @@ fn describe(c: &Credential) -> String {
     ];
     let mut out = String::new();
     for (k, v) in fields {
-        out.push_str(&format!("{:<17}{v}\n", format!("{k}:")));
+        out.push_str(&format!(
+            "{:<17}{}\n",
+            format!("{k}:"),
+            table::printable(&v)
+        ));
     }
     if c.is_propagated() {
         out.push_str(&format!("\nCopies ({}):\n", c.copies.len()));

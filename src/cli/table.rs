@@ -251,17 +251,58 @@ impl Query {
 }
 
 /// RFC 4180 CSV with a header row and exactly `columns`.
-pub fn csv(rows: &[Row], columns: &[Column]) -> String {
+///
+/// Unless `raw`, a cell that starts with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return gets a leading `'`, so a spreadsheet shows it as text
+/// instead of running it as a formula (OWASP's advice on CSV injection).
+pub fn csv(rows: &[Row], columns: &[Column], raw: bool) -> String {
     let mut out = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::new());
     // Writing to a Vec cannot fail.
     let _ = out.write_record(columns.iter().map(|c| c.header()));
     for row in rows {
-        let _ = out.write_record(columns.iter().map(|c| row.get(*c)));
+        let _ = out.write_record(columns.iter().map(|c| {
+            let cell = row.get(*c);
+            let cell = if raw {
+                std::borrow::Cow::Borrowed(cell)
+            } else {
+                spreadsheet_safe(cell)
+            };
+            cell.into_owned().into_bytes()
+        }));
     }
     let bytes = out.into_inner().unwrap_or_default();
     String::from_utf8(bytes).unwrap_or_default()
+}
+
+/// `cell`, with a leading `'` when a spreadsheet would read it as a formula.
+pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => std::borrow::Cow::Owned(format!("'{cell}")),
+        _ => std::borrow::Cow::Borrowed(cell),
+    }
+}
+
+/// `s` safe to print on a terminal: tabs and line breaks become spaces, and
+/// every other control character (escape sequences, C1 codes) and bidi
+/// override is written as `\u{..}`, so a description cannot move the cursor,
+/// change colours or retitle the window.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A JSON array of objects keyed by [`Column::key`].
@@ -298,7 +339,7 @@ pub fn text(rows: &[Row], columns: &[Column], width: Option<usize>) -> String {
 pub fn aligned(header: &[&str], rows: &[Vec<String>], width: Option<usize>) -> String {
     const GAP: usize = 2;
     const MIN: usize = 6;
-    let cell = |s: &str| s.replace(['\n', '\r', '\t'], " ");
+    let cell = |s: &str| printable(s).into_owned();
     let header: Vec<String> = header.iter().map(|h| cell(h)).collect();
     let body: Vec<Vec<String>> = rows
         .iter()
@@ -352,6 +393,47 @@ fn fit(s: &str, width: usize) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn text_output_escapes_control_characters() {
+        let evil = "ok\u{1b}]0;pwned\u{7}\u{1b}[31mred\u{9b}2J\nnext\u{202e}txt";
+        let shown = printable(evil);
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+        assert_eq!(
+            shown,
+            "ok\\u{1b}]0;pwned\\u{7}\\u{1b}[31mred\\u{9b}2J next\\u{202e}txt"
+        );
+        assert_eq!(printable("plain café"), "plain café");
+        let table = aligned(&["A"], &[vec![evil.to_owned()]], None);
+        assert!(
+            !table.contains('\u{1b}') && !table.contains('\u{9b}'),
+            "{table:?}"
+        );
+    }
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_are_prefixed() {
+        let mut row = Row::default();
+        row.set(Column::Credential, "=HYPERLINK(\"http://x\")");
+        row.set(Column::Description, "-2+3");
+        row.set(Column::Type, "generic");
+        let columns = [Column::Credential, Column::Description, Column::Type];
+        let safe = csv(std::slice::from_ref(&row), &columns, false);
+        assert!(safe.contains("\"'=HYPERLINK(\"\"http://x\"\")\""), "{safe}");
+        assert!(safe.contains(",'-2+3,"), "{safe}");
+        assert!(safe.contains(",generic\r\n"), "{safe}");
+        for lead in ["+", "@", "\t", "\r"] {
+            assert!(
+                spreadsheet_safe(&format!("{lead}x")).starts_with('\''),
+                "{lead:?}"
+            );
+        }
+        let raw = csv(std::slice::from_ref(&row), &columns, true);
+        assert!(
+            raw.contains("\"=HYPERLINK("),
+            "--raw-csv leaves cells as they are: {raw}"
+        );
+    }
+
     fn row(name: &str, kind: &str, description: &str) -> Row {
         let mut r = Row::default();
         r.set(Column::Credential, name);
@@ -385,7 +467,7 @@ mod tests {
             row("quote", "password", "say \"hi\""),
             row("newline", "access-key", "line 1\nline 2"),
         ];
-        let out = csv(&rows, &[Column::Credential, Column::Description]);
+        let out = csv(&rows, &[Column::Credential, Column::Description], false);
         assert_eq!(
             out,
             "Credential,Description\r\nplain,no special characters\r\ncomma,\"a, b\"\r\n\
@@ -412,7 +494,7 @@ mod tests {
     #[test]
     fn csv_and_json_hold_exactly_the_selected_columns_in_order() {
         let rows = [row("a", "generic", "d")];
-        let out = csv(&rows, &[Column::Type, Column::Credential]);
+        let out = csv(&rows, &[Column::Type, Column::Credential], false);
         assert_eq!(out, "Type,Credential\r\ngeneric,a\r\n");
         let value: serde_json::Value = serde_json::from_str(&json(&rows, &[Column::Type])).unwrap();
         assert_eq!(value, serde_json::json!([{"type": "generic"}]));
