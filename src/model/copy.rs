@@ -48,3 +48,67 @@ pub fn data_hash(data: &BTreeMap<String, ByteString>, secret_type: Option<&str>)
     }
     format!("sha256:{}", hex(&h.finalize()))
 }
+
+/// True when `meta` is credgate's copy of the credential Secret `source` with
+/// uid `uid`: the managed-copy label, the source uid and the copy's name all
+/// agree. A user's Secret that carries one of them (a forged label) is never
+/// taken for a copy.
+pub fn is_copy_of(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    uid: &str,
+    source: &str,
+) -> bool {
+    let label = |key: &str| meta.labels.as_ref()?.get(key).map(String::as_str);
+    label(MANAGED_LABEL) == Some("true")
+        && label(SOURCE_UID_LABEL) == Some(uid)
+        && meta.name.as_deref() == Some(copy_name(source).as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn meta(name: &str, labels: &[(&str, &str)]) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| ((*k).into(), (*v).into()))
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn only_a_copy_with_all_three_marks_is_a_copy() {
+        let all = [(MANAGED_LABEL, "true"), (SOURCE_UID_LABEL, "uid-1")];
+        assert!(is_copy_of(
+            &meta("credgate.registry", &all),
+            "uid-1",
+            "registry"
+        ));
+        // A user's Secret with the source uid only (the forged label of issue 16).
+        assert!(!is_copy_of(
+            &meta("mine", &[(SOURCE_UID_LABEL, "uid-1")]),
+            "uid-1",
+            "registry"
+        ));
+        assert!(
+            !is_copy_of(&meta("mine", &all), "uid-1", "registry"),
+            "another name"
+        );
+        assert!(!is_copy_of(
+            &meta("credgate.registry", &[(SOURCE_UID_LABEL, "uid-1")]),
+            "uid-1",
+            "registry"
+        ));
+        assert!(!is_copy_of(
+            &meta("credgate.registry", &all),
+            "uid-2",
+            "registry"
+        ));
+    }
+}

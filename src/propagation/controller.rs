@@ -240,8 +240,9 @@ impl Work {
         let (api, ctx) = (&self.api, &self.ctx);
         let uid = secret.uid().unwrap_or_default();
         set_status(api, &secret, DELETING, None).await?;
-        for (ns, copy) in copies::copies_of(&ctx.client, &uid).await? {
-            copies::delete_copy(&ctx.client, &ns, &copy, &uid).await?;
+        let source = secret.name_any();
+        for (ns, copy) in copies::copies_of(&ctx.client, &uid, &source).await? {
+            copies::delete_copy(&ctx.client, &ns, &copy, &uid, &source).await?;
         }
         info!(namespace = %secret.namespace().unwrap_or_default(), name = %secret.name_any(), "copies removed; credential released");
         Ok(Action::await_change())
@@ -297,7 +298,7 @@ impl Work {
             .filter(|ns| !targets.contains(ns.as_str()))
             .collect();
         for ns in orphans {
-            if let Err(e) = copies::delete_copy(&ctx.client, ns, &copy, &uid).await {
+            if let Err(e) = copies::delete_copy(&ctx.client, ns, &copy, &uid, &name).await {
                 problems.push(format!("namespace {ns}: could not remove the copy: {e}"));
             }
         }

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use crate::model::copy::{
     HASH_ANNOTATION, MANAGED_LABEL, SOURCE_ANNOTATION, SOURCE_UID_LABEL, copy_name, data_hash,
+    is_copy_of,
 };
 use crate::model::credential::{annotation, label};
 
@@ -192,30 +193,38 @@ impl Source {
 }
 
 /// Namespaces holding a copy of the credential with `uid`.
-pub async fn copies_of(client: &Client, uid: &str) -> Result<Vec<(String, String)>, kube::Error> {
+pub async fn copies_of(
+    client: &Client,
+    uid: &str,
+    source: &str,
+) -> Result<Vec<(String, String)>, kube::Error> {
     let api: Api<Secret> = Api::all(client.clone());
+    let selector = format!("{MANAGED_LABEL}=true,{SOURCE_UID_LABEL}={uid}");
     let list = api
-        .list_metadata(&ListParams::default().labels(&format!("{SOURCE_UID_LABEL}={uid}")))
+        .list_metadata(&ListParams::default().labels(&selector))
         .await?;
     Ok(list
         .items
         .into_iter()
+        .filter(|s| is_copy_of(&s.metadata, uid, source))
         .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
         .collect())
 }
 
-/// Deletes one copy (only if it still is a copy of `uid`).
+/// Deletes one copy of the credential Secret `source` (only if it still is
+/// one: see [`is_copy_of`]).
 pub async fn delete_copy(
     client: &Client,
     namespace: &str,
     name: &str,
     uid: &str,
+    source: &str,
 ) -> Result<(), kube::Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let Some(current) = api.get_metadata_opt(name).await? else {
         return Ok(());
     };
-    if current.labels().get(SOURCE_UID_LABEL).map(String::as_str) != Some(uid) {
+    if !is_copy_of(&current.metadata, uid, source) {
         return Ok(());
     }
     match api.delete(name, &DeleteParams::default()).await {
