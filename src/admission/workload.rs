@@ -14,11 +14,11 @@ impl Admission {
         kind: WorkloadKind,
         req: &AdmissionRequest<DynamicObject>,
     ) -> Verdict {
-        let object = req
-            .object
-            .as_ref()
-            .and_then(|o| serde_json::to_value(o).ok());
-        let change = change(req, object.as_ref(), None);
+        let json =
+            |o: &Option<DynamicObject>| o.as_ref().and_then(|o| serde_json::to_value(o).ok());
+        // The old object too: an UPDATE is checked only for what it changes.
+        let (object, old_object) = (json(&req.object), json(&req.old_object));
+        let change = change(req, object.as_ref(), old_object.as_ref());
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
         validate::workload(&self.settings, &index, kind, &change)
     }

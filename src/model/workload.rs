@@ -515,6 +515,47 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> Result<Requests,
 }
 
 impl Requests {
+    /// The references of `self` that `old` did not have (what an UPDATE adds
+    /// or changes); `auto` and `none` pull settings add nothing to check.
+    pub fn added_since(&self, old: &Requests) -> Requests {
+        let named = |p: &ImagePull| match p {
+            ImagePull::Named(names) => names.clone(),
+            _ => Vec::new(),
+        };
+        let old_named = named(&old.image_pull);
+        let new_named: Vec<String> = named(&self.image_pull)
+            .into_iter()
+            .filter(|n| !old_named.contains(n))
+            .collect();
+        Requests {
+            env: self
+                .env
+                .iter()
+                .filter(|e| !old.env.contains(e))
+                .cloned()
+                .collect(),
+            env_from: self
+                .env_from
+                .iter()
+                .filter(|e| !old.env_from.contains(e))
+                .cloned()
+                .collect(),
+            volumes: self
+                .volumes
+                .iter()
+                .filter(|v| !old.volumes.contains(v))
+                .cloned()
+                .collect(),
+            s3: self.s3.clone().filter(|s| old.s3.as_ref() != Some(s)),
+            git: self.git.clone().filter(|g| old.git.as_ref() != Some(g)),
+            image_pull: if new_named.is_empty() {
+                ImagePull::default()
+            } else {
+                ImagePull::Named(new_named)
+            },
+        }
+    }
+
     /// The credentials these annotations name, with how they are used.
     pub fn references(&self) -> impl Iterator<Item = Reference> + '_ {
         let env = self

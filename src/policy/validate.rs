@@ -102,8 +102,26 @@ pub fn workload(
     let Some(template) = object.pointer(kind.template_pointer()) else {
         return Ok(Allow::default());
     };
+    let old_template = change
+        .old_object
+        .and_then(|o| o.pointer(kind.template_pointer()));
+    if change.operation == Operation::Update
+        && credential_annotations(old_template) == credential_annotations(Some(template))
+    {
+        // Ratcheting: an UPDATE that leaves the template's `run.ai/`
+        // annotations as they were (metadata, status, scale, finalizers,
+        // ownerReferences: the controller-manager's and the garbage
+        // collector's writes) is always allowed, even if a reference went
+        // stale after CREATE.
+        return Ok(Allow::default());
+    }
     let (requests, images) = crate::model::workload::pod_json_parts(template)
         .map_err(|e| Deny(format!("pod template: {e}")))?;
+    // An UPDATE is checked only for the references it adds or changes.
+    let requests = match old_template.map(crate::model::workload::pod_json_parts) {
+        Some(Ok((old, _))) if change.operation == Operation::Update => requests.added_since(&old),
+        _ => requests,
+    };
     if requests == crate::model::workload::Requests::default() {
         return Ok(Allow::default());
     }
@@ -111,6 +129,20 @@ pub fn workload(
     crate::policy::resolve::plan(settings, index, change.namespace, &requests, images)
         .map(|_| Allow::default())
         .map_err(|why| Deny(format!("pod template: {why}")))
+}
+
+/// The `run.ai/` annotations of a pod template, as they are written.
+fn credential_annotations(template: Option<&serde_json::Value>) -> Vec<(&str, &serde_json::Value)> {
+    template
+        .and_then(|t| t.pointer("/metadata/annotations"))
+        .and_then(serde_json::Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| k.starts_with("run.ai/"))
+                .map(|(k, v)| (k.as_str(), v))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Only credgate's controller writes managed copies; a person is pointed at the source.
@@ -565,6 +597,56 @@ mod tests {
     use crate::state::index::{NamespaceInfo, SecretInfo};
     use base64::Engine as _;
     use serde_json::{Value, json};
+
+    /// Issue 16, ratcheting: a Deployment whose reference went stale can still
+    /// be updated by the controllers (same `run.ai/` annotations), and an
+    /// UPDATE is checked only for the references it adds.
+    #[test]
+    fn workload_updates_are_checked_only_for_what_they_add() {
+        use crate::model::workload::WorkloadKind;
+        let index = crate::policy::resolve::tests::index();
+        let settings = Settings::default();
+        let deployment = |annotations: Value, replicas: u32| {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": "web", "namespace": "team-a", "finalizers": ["foregroundDeletion"]},
+                   "spec": {"replicas": replicas, "template": {
+                       "metadata": {"annotations": annotations},
+                       "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+        };
+        let decide = |operation, new: &Value, old: Option<&Value>| {
+            workload(
+                &settings,
+                &index,
+                WorkloadKind::Deployment,
+                &Change {
+                    operation,
+                    user: "system:serviceaccount:kube-system:deployment-controller",
+                    namespace: "team-a",
+                    object: Some(new),
+                    old_object: old,
+                },
+            )
+        };
+        let stale = deployment(json!({"run.ai/credentials-env-from": "gone"}), 1);
+        let err = decide(Operation::Create, &stale, None).unwrap_err();
+        assert!(err.0.contains("gone"), "{err}");
+        // Scaled, finalized, re-labelled: the run.ai/ annotations are as they were.
+        let scaled = deployment(
+            json!({"run.ai/credentials-env-from": "gone", "other": "x"}),
+            0,
+        );
+        assert!(decide(Operation::Update, &scaled, Some(&stale)).is_ok());
+        // A new reference that resolves: allowed although the stale one stays.
+        let added = deployment(json!({"run.ai/credentials-env-from": "gone, db"}), 1);
+        assert!(decide(Operation::Update, &added, Some(&stale)).is_ok());
+        // A new reference that does not resolve: refused, naming it.
+        let bad = deployment(json!({"run.ai/credentials-env-from": "gone, missing"}), 1);
+        let err = decide(Operation::Update, &bad, Some(&stale)).unwrap_err();
+        assert!(
+            err.0.contains("missing") && !err.0.contains("\"gone\""),
+            "{err}"
+        );
+    }
 
     const USER: &str = "alice";
     const SECRET_VALUE: &str = "hunter2-do-not-print";
