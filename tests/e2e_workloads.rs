@@ -32,6 +32,10 @@ fn main() {
                 "pods_outside_project_namespaces_are_untouched",
                 outside_projects,
             ),
+            (
+                "stale_references_never_wedge_the_controllers",
+                stale_references,
+            ),
         ],
     );
 }
@@ -332,4 +336,117 @@ fn outside_projects(c: &Cluster) {
     );
     let pod = json(c, &["get", "pod", "p", "-n", &ns]);
     assert!(pod["spec"]["containers"][0].get("env").is_none());
+}
+
+/// Issue 16 (ratcheting): a Deployment whose department credential goes
+/// stale when its project moves to another department can still be
+/// annotated and scaled, its ReplicaSet is still updated by the
+/// controller-manager, and `--cascade=foreground` deletion completes.
+fn stale_references(c: &Cluster) {
+    let id = std::process::id();
+    let (d1, d2) = (format!("d1-{id}"), format!("d2-{id}"));
+    let credential = format!("dept-db-{id}");
+    let _ = c.kubectl(&["create", "namespace", "runai"], None);
+    c.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(
+            &serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": credential, "namespace": "runai",
+                         "labels": {"run.ai/resource": "generic", "run.ai/department": d1}},
+            "stringData": {"token": "e2e-secret-stale"}})
+            .to_string(),
+        ),
+    );
+    let ns = c.namespace(
+        "stale",
+        &[("runai/queue", "stale"), ("run.ai/department", &d1)],
+    );
+    let deployment = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": ns},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"},
+                                           "annotations": {"run.ai/credentials-env-from": credential}},
+                              "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+    // The namespace's department may take a moment to reach credgate's snapshot.
+    eventually(30, "the Deployment to be admitted", || {
+        c.kubectl(&["apply", "-f", "-"], Some(&deployment.to_string()))
+            .status
+            .success()
+    });
+    eventually(60, "the ReplicaSet", || {
+        !c.kubectl_json(&["get", "rs", "-n", &ns])["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    // The project moves to another department: the reference is stale now.
+    c.kubectl_ok(
+        &[
+            "label",
+            "namespace",
+            &ns,
+            &format!("run.ai/department={d2}"),
+            "--overwrite",
+        ],
+        None,
+    );
+    eventually(
+        30,
+        "credgate to refuse the stale reference for a new template",
+        || {
+            let mut other = deployment.clone();
+            other["metadata"]["name"] = "new".into();
+            let out = c.kubectl(
+                &["create", "--dry-run=server", "-f", "-"],
+                Some(&other.to_string()),
+            );
+            !out.status.success() && String::from_utf8_lossy(&out.stderr).contains(&credential)
+        },
+    );
+    c.kubectl_ok(
+        &["annotate", "deploy", "web", "-n", &ns, "team=platform"],
+        None,
+    );
+    c.kubectl_ok(&["scale", "deploy", "web", "-n", &ns, "--replicas=3"], None);
+    eventually(
+        60,
+        "the controller-manager to update the ReplicaSet",
+        || {
+            let rs = c.kubectl_json(&["get", "rs", "-n", &ns]);
+            rs["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["spec"]["replicas"] == 3)
+        },
+    );
+    c.kubectl_ok(
+        &[
+            "delete",
+            "deploy",
+            "web",
+            "-n",
+            &ns,
+            "--cascade=foreground",
+            "--wait=false",
+        ],
+        None,
+    );
+    eventually(60, "the foreground deletion to finish", || {
+        !c.kubectl(&["get", "deploy", "web", "-n", &ns], None)
+            .status
+            .success()
+    });
+    // Clean-up, best effort (the credential's copy may still be in use by a stored pod).
+    let _ = c.kubectl(
+        &[
+            "delete",
+            "secret",
+            &credential,
+            "-n",
+            "runai",
+            "--wait=false",
+        ],
+        None,
+    );
 }
