@@ -37,6 +37,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings {
         credentials_namespace: args.policy.credentials_namespace.clone(),
         controller_identity: args.policy.controller_identity.clone(),
+        propagation: args.controller.controller,
     };
     let metrics = Arc::new(Metrics::default());
     let client = kube::Client::try_default().await.context(

@@ -37,6 +37,8 @@ pub enum Command {
     Describe(cli::DescribeArgs),
     /// Give a credential a new name (and description); the webhook checks it is unique.
     Rename(cli::RenameArgs),
+    /// Remove credgate from the cluster: webhooks, managed copies, its finalizer, status and claims.
+    Uninstall(cli::uninstall::UninstallArgs),
 }
 
 impl Command {
@@ -47,6 +49,7 @@ impl Command {
             Command::List(args) => Ok(args.run().await?),
             Command::Describe(args) => Ok(args.run().await?),
             Command::Rename(args) => Ok(args.run().await?),
+            Command::Uninstall(args) => Ok(args.run().await?),
         }
     }
 }
@@ -77,7 +80,10 @@ impl LogArgs {
     pub fn init(&self, command: &Command) -> anyhow::Result<()> {
         let default = match command {
             Command::Serve(_) | Command::Certs(_) => "info",
-            Command::List(_) | Command::Describe(_) | Command::Rename(_) => "off",
+            Command::List(_)
+            | Command::Describe(_)
+            | Command::Rename(_)
+            | Command::Uninstall(_) => "off",
         };
         let level = self.log_level.as_deref().unwrap_or(default);
         let filter = tracing_subscriber::EnvFilter::try_new(level)

@@ -402,6 +402,7 @@ mod tests {
         let settings = Settings {
             credentials_namespace: "runai".into(),
             controller_identity: "credgate".into(),
+            propagation: true,
         };
         let listing = Listing {
             namespaces: vec![

@@ -8,6 +8,7 @@
 
 pub mod inventory;
 pub mod table;
+pub mod uninstall;
 
 use clap::{Args, ValueEnum};
 use futures::StreamExt;
@@ -64,6 +65,8 @@ pub enum CliError {
     },
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+    #[error("uninstall not confirmed: {0}")]
+    Confirm(String),
 }
 
 /// How to reach the cluster, shared by every CLI command.
@@ -128,6 +131,7 @@ impl ClusterArgs {
             settings: Settings {
                 credentials_namespace: self.credentials_namespace.clone(),
                 controller_identity: String::new(),
+                propagation: false,
             },
             namespace: self.namespace.clone(),
         })

@@ -26,6 +26,9 @@ pub struct Settings {
     pub credentials_namespace: String,
     /// The user credgate's controller acts as; only it may write managed copies.
     pub controller_identity: String,
+    /// A propagation controller runs (`--controller`): only then do wider
+    /// credentials get the copies' finalizer, which only it removes.
+    pub propagation: bool,
 }
 
 impl Default for Settings {
@@ -33,6 +36,7 @@ impl Default for Settings {
         Settings {
             credentials_namespace: "runai".to_owned(),
             controller_identity: "system:serviceaccount:credgate-system:credgate".to_owned(),
+            propagation: true,
         }
     }
 }

@@ -43,7 +43,7 @@ pub fn secret(
             // A wider credential keeps its copies' finalizer from birth: a pod
             // may get a copy before the controller (on the leader) has seen
             // the credential, and a DELETE must still wait for the copies to go.
-            if status == crate::model::credential::status::CREATING {
+            if status == crate::model::credential::status::CREATING && settings.propagation {
                 ops.extend(finalizer(object));
             }
         }
@@ -186,6 +186,17 @@ mod tests {
         assert!(
             secret(&Settings::default(), &again).is_empty(),
             "second pass must be empty"
+        );
+        // Without a propagation controller (--controller=false) nothing would
+        // remove it: no finalizer.
+        let without = Settings {
+            propagation: false,
+            ..Settings::default()
+        };
+        let unpatched = apply(&cluster, secret(&without, &c));
+        assert_eq!(
+            unpatched.metadata.finalizers.as_deref(),
+            Some(&["other.io/keep".to_owned()][..])
         );
         // Project credentials have no copies, so no finalizer.
         let project = docker_secret(Value::Null);
