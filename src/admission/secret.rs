@@ -98,23 +98,29 @@ impl Admission {
             return Ok(Vec::new());
         };
         let meta = secret_meta(old, change.namespace);
+        // Records are made only when the snapshot holds the deleted Secret
+        // itself, under that namespace and name, with the old object's uid: a
+        // review sent by anyone but the API server cannot make one for a
+        // Secret that is not there (it is still refused while pods use it).
+        let confirmed = index
+            .secret(meta.namespace, meta.name)
+            .is_some_and(|info| old.metadata.uid.as_deref() == Some(info.uid.as_str()));
+        let record = confirmed && !dry_run;
         let keys: Vec<(String, String)> = deletion
             .credentials
             .iter()
             .filter_map(|((ns, secret), credential)| {
-                // Only a uid the snapshot holds under that namespace and name: a
-                // review sent by anyone but the API server cannot make a record
-                // for a credential that is not there.
                 let uid = index.secret(ns, secret).map(|info| info.uid.clone())?;
-                let named = secret == meta.name && ns == meta.namespace;
-                (!named || old.metadata.uid.as_ref() == Some(&uid))
-                    .then(|| (uid, credential.clone()))
+                Some((uid, credential.clone()))
             })
             .collect();
         index
             .recent()
-            .delete(&keys, !dry_run, Instant::now())
-            .map(|()| keys.into_iter().map(|(uid, _)| uid).collect())
+            .delete(&keys, record, Instant::now())
+            .map(|()| match record {
+                true => keys.into_iter().map(|(uid, _)| uid).collect(),
+                false => Vec::new(),
+            })
             .map_err(|AdmittedUsers(pods)| {
                 Deny(format!(
                     "credential {:?} is in use by {} admitted moments ago: {}; remove these references (or delete the pods) first",

@@ -380,7 +380,15 @@ fn credential_name(
     }
 }
 
+/// Longest environment variable name and mount path an annotation may give:
+/// each is copied into every container, so their size is bounded too.
+const MAX_ENV_NAME: usize = 256;
+const MAX_MOUNT_PATH: usize = 4096;
+
 fn is_env_name(s: &str) -> bool {
+    if s.len() > MAX_ENV_NAME {
+        return false;
+    }
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
@@ -460,7 +468,7 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> Result<Requests,
                 ))
             })?;
             let path = path.trim();
-            if !path.starts_with('/') || path.contains(':') {
+            if !path.starts_with('/') || path.contains(':') || path.len() > MAX_MOUNT_PATH {
                 return Err(bad(format!(
                     "{} in {} must be an absolute path",
                     quoted(path),

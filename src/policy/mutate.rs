@@ -301,7 +301,12 @@ pub fn pod_requests(
         .iter()
         .filter_map(|list| spec?.get(list)?.as_array().map(Vec::len))
         .sum();
-    let per_container = requests.env.len() + requests.env_from.len() + requests.volumes.len();
+    // S3 and Git credentials add two variables each to every container.
+    let per_container = requests.env.len()
+        + requests.env_from.len()
+        + requests.volumes.len()
+        + 2 * usize::from(requests.s3.is_some())
+        + 2 * usize::from(requests.git.is_some());
     let entries = containers.saturating_mul(per_container);
     if entries > MAX_INJECTED_ENTRIES {
         return Err(Deny(format!(
@@ -460,7 +465,13 @@ fn inject(
         for (i, container) in containers.iter().enumerate() {
             let index = i.to_string();
             let at = |key: &'static str| vec!["spec", list, index.as_str(), key];
-            let cname = container["name"].as_str().unwrap_or_default();
+            // Cut to the 63 characters a valid container name has: it is quoted in warnings.
+            let cname: String = container["name"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(63)
+                .collect();
             let mut vars = Append::new(container, at("env"), by_name);
             for (env, secret, key) in &plan.env {
                 let value = json!({"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}});
@@ -496,8 +507,16 @@ fn inject(
     }
     warnings.sort();
     warnings.dedup();
+    if warnings.len() > MAX_WARNINGS {
+        let more = warnings.len() - MAX_WARNINGS;
+        warnings.truncate(MAX_WARNINGS);
+        warnings.push(format!("… and {more} more warnings like these"));
+    }
     warnings
 }
+
+/// Warnings kubectl prints for one pod, at most.
+const MAX_WARNINGS: usize = 20;
 
 #[cfg(test)]
 mod pod_tests {
@@ -522,6 +541,37 @@ mod pod_tests {
             annotations.as_ref(),
             p.get("spec"),
         )
+    }
+
+    /// Containers × references is bounded, S3 and Git counting two each, and
+    /// a long variable name is refused before it is copied into every container.
+    #[test]
+    fn the_injection_is_bounded() {
+        let containers = |n: usize| {
+            Value::Array(
+                (0..n)
+                    .map(|i| json!({"name": format!("c{i}"), "image": "busybox"}))
+                    .collect(),
+            )
+        };
+        let s3_and_git = json!({"run.ai/s3-credential": "s3", "run.ai/git-credential": "git"});
+        assert!(decide(&pod(s3_and_git.clone(), containers(2_000))).is_ok());
+        let err = decide(&pod(s3_and_git, containers(2_500))).unwrap_err();
+        assert!(
+            err.0.contains("10000") && err.0.contains("× 4 references"),
+            "{err}"
+        );
+        let long = format!("{}=db:Password", "A".repeat(300));
+        let err = decide(&pod(json!({"run.ai/credentials-env": long}), containers(1))).unwrap_err();
+        assert!(
+            err.0.contains("is not an environment variable name"),
+            "{err}"
+        );
+        assert!(
+            err.0.len() < 500,
+            "quoted, not copied: {} bytes",
+            err.0.len()
+        );
     }
 
     fn mutated(p: &Value) -> (Value, Vec<String>) {
