@@ -40,8 +40,13 @@ fn credentials_of<'a>(
 ) -> impl Iterator<Item = (&'a str, &'a SecretInfo)> + 'a {
     index
         .secrets_in(namespace)
-        .filter(move |(_, info)| info.scope.as_ref() == Some(scope))
-        .filter(move |(name, _)| !index.backs_a_credential(namespace, name))
+        .filter(move |(name, info)| in_scope(index, namespace, scope, name, info))
+}
+
+/// True when the Secret `name` of `namespace` is a credential of `scope`, and
+/// not an existing Secret that backs another credential.
+fn in_scope(index: &Index, namespace: &str, scope: &Scope, name: &str, info: &SecretInfo) -> bool {
+    info.scope.as_ref() == Some(scope) && !index.backs_a_credential(namespace, name)
 }
 
 fn resolved(
@@ -115,9 +120,10 @@ pub fn credential(
         ));
     };
     for (ns, scope) in visible_scopes(settings, index, namespace) {
-        let found = credentials_of(index, &ns, &scope)
-            .filter(|(_, info)| info.credential_name == name)
-            .min_by_key(|(secret, _)| *secret)
+        // Secrets come by name, so the first one that qualifies is the smallest name.
+        let found = index
+            .secrets_named(&ns, name)
+            .find(|(secret, info)| in_scope(index, &ns, &scope, secret, info))
             .map(|(secret, info)| (secret.to_owned(), info.clone()));
         if let Some((secret, info)) = found {
             return match scope {

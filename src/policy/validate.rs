@@ -236,15 +236,12 @@ fn unique_name(
     let wanted = meta.credential_name();
     let same_name = |namespace: &str, scope: &Scope| -> Option<String> {
         index
-            .secrets_in(namespace)
+            .secrets_named(namespace, wanted)
             .filter(|(name, _)| !(namespace == meta.namespace && *name == meta.name))
-            .filter(|(name, info)| {
-                info.credential_name == wanted
-                    && info.scope.as_ref() == Some(scope)
-                    && !index.backs_a_credential(namespace, name)
+            .find(|(name, info)| {
+                info.scope.as_ref() == Some(scope) && !index.backs_a_credential(namespace, name)
             })
             .map(|(name, _)| name.to_owned())
-            .min()
     };
     if let Some(other) = same_name(meta.namespace, scope) {
         return Err(format!(
@@ -281,8 +278,7 @@ fn deleted(
     meta: &Meta<'_>,
 ) -> (bool, Vec<(String, String, Option<Scope>)>) {
     let backed: Vec<_> = index
-        .secrets_in(meta.namespace)
-        .filter(|(_, info)| info.existing_secret.as_deref() == Some(meta.name))
+        .backers(meta.namespace, meta.name)
         .map(|(secret, info)| {
             (
                 secret.to_owned(),

@@ -10,7 +10,7 @@
 //!
 //! Updates are O(references of the object); lookups never call the API.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::model::credential::{CredentialType, Meta, Scope, annotation};
 use crate::model::workload::{Reference, WorkloadKind};
@@ -158,6 +158,55 @@ struct NamespaceWorkloads {
     counts: HashMap<Ref, u32>,
 }
 
+/// The labelled Secrets of one namespace, with two small indexes so that a
+/// lookup by credential name, or of the credential an existing Secret backs,
+/// costs O(matches), not O(Secrets of the namespace).
+#[derive(Debug, Default)]
+struct NamespaceSecrets {
+    by_name: HashMap<String, SecretInfo>,
+    /// Credential name → the Secrets that carry it.
+    named: HashMap<String, BTreeSet<String>>,
+    /// Existing Secret → the credentials it backs.
+    backing: HashMap<String, BTreeSet<String>>,
+}
+
+impl NamespaceSecrets {
+    fn insert(&mut self, name: &str, info: SecretInfo) {
+        self.remove(name);
+        self.named
+            .entry(info.credential_name.clone())
+            .or_default()
+            .insert(name.to_owned());
+        if let Some(existing) = &info.existing_secret {
+            self.backing
+                .entry(existing.clone())
+                .or_default()
+                .insert(name.to_owned());
+        }
+        self.by_name.insert(name.to_owned(), info);
+    }
+
+    fn remove(&mut self, name: &str) {
+        let Some(info) = self.by_name.remove(name) else {
+            return;
+        };
+        forget(&mut self.named, &info.credential_name, name);
+        if let Some(existing) = &info.existing_secret {
+            forget(&mut self.backing, existing, name);
+        }
+    }
+}
+
+/// Removes `name` from the set under `key`, and the set once empty.
+fn forget(map: &mut HashMap<String, BTreeSet<String>>, key: &str, name: &str) {
+    if let Some(set) = map.get_mut(key) {
+        set.remove(name);
+        if set.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
 /// The sources that must have synced before state-dependent rules may answer.
 pub const SOURCES: [&str; 3] = ["namespaces", "secrets", "workloads"];
 
@@ -177,7 +226,7 @@ pub struct Index {
     /// Managed copies: copy name → namespace → hash of the data it holds.
     copies: HashMap<String, HashMap<String, String>>,
     /// Labelled Secrets by namespace, then name.
-    secrets: HashMap<String, HashMap<String, SecretInfo>>,
+    secrets: HashMap<String, NamespaceSecrets>,
     workloads: HashMap<Sym, NamespaceWorkloads>,
     /// Sources whose first full list has not arrived, or whose watch is failing.
     not_synced: BTreeMap<String, String>,
@@ -272,13 +321,13 @@ impl Index {
         self.secrets
             .entry(namespace.to_owned())
             .or_default()
-            .insert(name.to_owned(), info);
+            .insert(name, info);
     }
 
     pub fn remove_secret(&mut self, namespace: &str, name: &str) {
         if let Some(in_ns) = self.secrets.get_mut(namespace) {
             in_ns.remove(name);
-            if in_ns.is_empty() {
+            if in_ns.by_name.is_empty() {
                 self.secrets.remove(namespace);
             }
         }
@@ -287,13 +336,21 @@ impl Index {
     /// Keeps only the labelled Secrets `keep` accepts, by namespace and name (after a full list).
     pub fn retain_secrets(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
         self.secrets.retain(|ns, in_ns| {
-            in_ns.retain(|name, _| keep(ns, name));
-            !in_ns.is_empty()
+            let gone: Vec<String> = in_ns
+                .by_name
+                .keys()
+                .filter(|name| !keep(ns, name))
+                .cloned()
+                .collect();
+            for name in gone {
+                in_ns.remove(&name);
+            }
+            !in_ns.by_name.is_empty()
         });
     }
 
     pub fn secret(&self, namespace: &str, name: &str) -> Option<&SecretInfo> {
-        self.secrets.get(namespace)?.get(name)
+        self.secrets.get(namespace)?.by_name.get(name)
     }
 
     /// Labelled Secrets of one namespace, as `(name, info)`: O(Secrets of that namespace).
@@ -304,8 +361,18 @@ impl Index {
         self.secrets
             .get(namespace)
             .into_iter()
-            .flatten()
+            .flat_map(|in_ns| in_ns.by_name.iter())
             .map(|(name, info)| (name.as_str(), info))
+    }
+
+    /// Labelled Secrets of one namespace whose credential name is `credential`,
+    /// by Secret name: O(those Secrets), whatever the size of the namespace.
+    pub fn secrets_named<'a>(
+        &'a self,
+        namespace: &str,
+        credential: &str,
+    ) -> impl Iterator<Item = (&'a str, &'a SecretInfo)> + 'a {
+        self.listed(namespace, |in_ns| in_ns.named.get(credential))
     }
 
     /// The credential of `namespace` that the existing Secret `secret` backs, as `(name, info)`.
@@ -314,8 +381,33 @@ impl Index {
         namespace: &str,
         secret: &str,
     ) -> Option<(&'a str, &'a SecretInfo)> {
-        self.secrets_in(namespace)
-            .find(|(_, info)| info.existing_secret.as_deref() == Some(secret))
+        self.backers(namespace, secret).next()
+    }
+
+    /// Every credential of `namespace` that the existing Secret `secret` backs, by name.
+    pub fn backers<'a>(
+        &'a self,
+        namespace: &str,
+        secret: &str,
+    ) -> impl Iterator<Item = (&'a str, &'a SecretInfo)> + 'a {
+        self.listed(namespace, |in_ns| in_ns.backing.get(secret))
+    }
+
+    /// The Secrets of `namespace` named in the set `pick` chooses, by name.
+    fn listed<'a>(
+        &'a self,
+        namespace: &str,
+        pick: impl FnOnce(&'a NamespaceSecrets) -> Option<&'a BTreeSet<String>>,
+    ) -> impl Iterator<Item = (&'a str, &'a SecretInfo)> + 'a {
+        self.secrets
+            .get(namespace)
+            .and_then(|in_ns| Some((in_ns, pick(in_ns)?)))
+            .into_iter()
+            .flat_map(|(in_ns, names)| {
+                names
+                    .iter()
+                    .filter_map(|n| Some((n.as_str(), in_ns.by_name.get(n)?)))
+            })
     }
 
     /// True when another labelled Secret of `namespace` is backed by the Secret `name`.
@@ -536,6 +628,47 @@ fn uncount(counts: &mut HashMap<Ref, u32>, refs: &[Ref]) {
 mod tests {
     use super::*;
     use crate::model::workload::Usage;
+
+    fn labelled(credential_name: &str, existing: Option<&str>) -> SecretInfo {
+        SecretInfo {
+            uid: format!("uid-{credential_name}"),
+            kind: None,
+            scope: Some(Scope::Project),
+            credential_name: credential_name.into(),
+            existing_secret: existing.map(str::to_owned),
+            registries: Vec::new(),
+            keys: None,
+        }
+    }
+
+    /// Lookups by credential name and by backing Secret follow every change:
+    /// a rename, a new backing Secret, a removal, a relist.
+    #[test]
+    fn name_and_backing_lookups_follow_changes() {
+        let mut index = Index::default();
+        let names = |index: &Index, credential: &str| -> Vec<String> {
+            index
+                .secrets_named("a", credential)
+                .map(|(n, _)| n.to_owned())
+                .collect()
+        };
+        index.set_secret("a", "s2", labelled("db", None));
+        index.set_secret("a", "s1", labelled("db", Some("raw")));
+        assert_eq!(names(&index, "db"), ["s1", "s2"], "by Secret name");
+        assert_eq!(index.backed_by("a", "raw").map(|(n, _)| n), Some("s1"));
+        // Renamed, and backed by another Secret.
+        index.set_secret("a", "s1", labelled("cache", Some("other")));
+        assert_eq!(names(&index, "db"), ["s2"]);
+        assert_eq!(names(&index, "cache"), ["s1"]);
+        assert!(!index.backs_a_credential("a", "raw"));
+        assert!(index.backs_a_credential("a", "other"));
+        index.remove_secret("a", "s2");
+        assert!(names(&index, "db").is_empty());
+        index.retain_secrets(|_, name| name != "s1");
+        assert!(names(&index, "cache").is_empty());
+        assert!(!index.backs_a_credential("a", "other"));
+        assert!(index.secrets.is_empty(), "nothing left behind");
+    }
 
     /// Names nothing references any more are freed: namespace churn does not grow the index.
     #[test]
