@@ -321,8 +321,8 @@ const ROUNDS: usize = 100;
 /// A pod naming a credential and the DELETE of that credential, sent at the
 /// same moment through the API server (two credgate processes validate the
 /// DELETE; one mutates pods). Whichever credgate decides second sees the
-/// first: never are both allowed, so no pod is ever stored with a credential
-/// deleted under it.
+/// first's record and waits for the watch to show its outcome: never are both
+/// allowed, so no pod is ever stored with a credential deleted under it.
 fn delete_racing_pod_create(c: &Cluster) {
     use k8s_openapi::api::core::v1::{Pod, Secret};
     use kube::api::{Api, DeleteParams, PostParams};
@@ -392,11 +392,7 @@ fn delete_racing_pod_create(c: &Cluster) {
             (Ok(_), Err(e)) if refused(e) => {
                 let m = message(e);
                 assert!(m.contains("in use by"), "round {round}: {m}");
-                if m.contains("admitted moments ago") {
-                    "pod first; delete refused (pod admitted, not yet watched)"
-                } else {
-                    "pod first; delete refused (pod in the snapshot)"
-                }
+                "pod first; delete refused"
             }
             (Err(e), Ok(_)) if refused(e) => {
                 let m = message(e);

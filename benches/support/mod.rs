@@ -30,6 +30,7 @@ pub fn add_pod_credentials(index: &mut Index, namespace: &str) {
             existing_secret: None,
             registries: registries.iter().map(|s| s.to_string()).collect(),
             keys: Some(keys.iter().map(|s| s.to_string()).collect()),
+            deleting: false,
         };
         index.set_secret(namespace, name, info);
     }

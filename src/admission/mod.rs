@@ -100,6 +100,31 @@ impl Admission {
         )
     }
 
+    /// Reads the snapshot with `outcome` now and after each change the
+    /// watches make, until it returns something, or until `until` (`None`).
+    /// How a decision waits for the watch to show another decision's outcome
+    /// (see [`crate::state::recent`]).
+    async fn await_snapshot<T>(
+        &self,
+        until: std::time::Instant,
+        mut outcome: impl FnMut(&Index) -> Option<T>,
+    ) -> Option<T> {
+        loop {
+            let mut changes = {
+                let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(found) = outcome(&index) {
+                    return Some(found);
+                }
+                index.subscribe()
+            };
+            let until = tokio::time::Instant::from_std(until);
+            match tokio::time::timeout_at(until, changes.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) | Err(_) => return None,
+            }
+        }
+    }
+
     /// Answers one AdmissionReview body.
     pub async fn review(&self, endpoint: Endpoint, body: &[u8]) -> Outcome {
         let req = match decode(body) {
@@ -397,6 +422,145 @@ mod tests {
         })
     }
 
+    /// `user`'s DELETE of credential `db` (Secret `team-a/db-secret`, uid `u`).
+    fn delete_db(user: &str) -> Vec<u8> {
+        review(json!({
+            "uid": "u-del",
+            "kind": {"group": "", "version": "v1", "kind": "Secret"},
+            "resource": {"group": "", "version": "v1", "resource": "secrets"},
+            "name": "db-secret", "namespace": "team-a", "operation": "DELETE",
+            "userInfo": {"username": user},
+            "object": null, "dryRun": false,
+            "oldObject": {"apiVersion": "v1", "kind": "Secret", "metadata": {
+                "name": "db-secret", "namespace": "team-a", "uid": "u",
+                "labels": {"run.ai/resource": "generic"}, "annotations": {"run.ai/name": "db"}}},
+        }))
+    }
+
+    /// A pod `name` in team-a that names credential `db`.
+    fn pod_naming_db(name: &str) -> Vec<u8> {
+        review(json!({
+            "uid": "u-pod",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": name, "namespace": "team-a", "operation": "CREATE",
+            "userInfo": {"username": "alice"}, "oldObject": null, "dryRun": false,
+            "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {
+                "name": name, "namespace": "team-a",
+                "annotations": {"run.ai/credentials-env": "T=db:token"}},
+                "spec": {"containers": [{"name": "main", "image": "busybox"}]}},
+        }))
+    }
+
+    /// Reviews `first`, which must be allowed, then starts `then` on its own
+    /// task: the index, when `first` started, and `then`'s answer to come.
+    async fn allowed_then(
+        (index, admission): (SharedIndex, std::sync::Arc<Admission>),
+        first: (Endpoint, Vec<u8>),
+        then: (Endpoint, Vec<u8>),
+    ) -> (
+        SharedIndex,
+        std::time::Instant,
+        tokio::task::JoinHandle<Outcome>,
+    ) {
+        let started = std::time::Instant::now();
+        let answer = response(&admission.review(first.0, &first.1).await);
+        assert_eq!(answer["allowed"], true, "{answer}");
+        let waiting = tokio::spawn(async move { admission.review(then.0, &then.1).await });
+        (index, started, waiting)
+    }
+
+    /// Rings the index (the watch applied a change): the waiting decision is
+    /// refused with a message that contains `needle`, before its record lapses.
+    async fn refused_once_rung(
+        index: &SharedIndex,
+        started: std::time::Instant,
+        waiting: tokio::task::JoinHandle<Outcome>,
+        needle: &str,
+    ) {
+        index.read().unwrap().ring();
+        let answer = response(&waiting.await.unwrap());
+        assert_eq!(answer["allowed"], false, "{answer}");
+        let message = answer["status"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{answer}");
+        let took = started.elapsed();
+        assert!(took < crate::state::recent::GRACE, "{took:?}");
+    }
+
+    /// Issue 15: a record makes the other decision wait for the watch; only
+    /// what the watch shows refuses. A pod recorded moments ago: the DELETE
+    /// is refused once the watch shows the pod, and allowed once the record
+    /// lapses without it (a phantom, or a forged review). A DELETE recorded
+    /// moments ago: a pod is refused once the watch shows the deletion.
+    #[tokio::test]
+    async fn records_wait_for_the_watch() {
+        use crate::model::workload::{Reference, Usage};
+        use crate::state::recent::GRACE;
+        let setup = || {
+            let index = std::sync::Arc::new(std::sync::RwLock::new(
+                crate::policy::resolve::tests::index(),
+            ));
+            let admission =
+                std::sync::Arc::new(Admission::new(Settings::default(), index.clone(), None));
+            (index, admission)
+        };
+        let allowed = |o: &Outcome| response(o)["allowed"] == true;
+
+        // The pod is stored while the DELETE waits: refused, naming it.
+        let (index, started, waiting) = allowed_then(
+            setup(),
+            (Endpoint::Mutate, pod_naming_db("p")),
+            (Endpoint::Validate, delete_db("alice")),
+        )
+        .await;
+        // The watch delivers the pod once the DELETE is waiting on its record.
+        while index.read().unwrap().recent().len().1 == 0 {
+            tokio::task::yield_now().await;
+        }
+        index.write().unwrap().set_workload(
+            WorkloadKind::Pod,
+            "team-a",
+            "p",
+            [Reference::Credential("db".into(), Usage::Environment)],
+        );
+        refused_once_rung(&index, started, waiting, "Pod/team-a/p").await;
+        assert_eq!(
+            index.read().unwrap().recent().len(),
+            (0, 0),
+            "the refused DELETE's record is dropped"
+        );
+
+        // The pod is never stored: the DELETE is allowed once its record lapses.
+        let (_, admission) = setup();
+        assert!(allowed(
+            &admission
+                .review(Endpoint::Mutate, &pod_naming_db("ghost"))
+                .await
+        ));
+        let started = std::time::Instant::now();
+        assert!(allowed(
+            &admission
+                .review(Endpoint::Validate, &delete_db("alice"))
+                .await
+        ));
+        let waited = started.elapsed();
+        assert!(
+            waited < GRACE + std::time::Duration::from_millis(500),
+            "{waited:?}"
+        );
+
+        // The DELETE first: the pod waits until the watch shows the deletion.
+        let (index, started, waiting) = allowed_then(
+            setup(),
+            (Endpoint::Validate, delete_db("alice")),
+            (Endpoint::Mutate, pod_naming_db("late")),
+        )
+        .await;
+        tokio::task::yield_now().await;
+        index.write().unwrap().remove_secret("team-a", "db-secret");
+        refused_once_rung(&index, started, waiting, "is being deleted").await;
+    }
+
     fn response(outcome: &Outcome) -> Value {
         serde_json::from_slice::<Value>(&outcome.body).unwrap()["response"].clone()
     }
@@ -439,17 +603,7 @@ mod tests {
     #[tokio::test]
     async fn a_delete_in_a_namespace_being_deleted_is_allowed_at_once() {
         use crate::model::workload::{Reference, Usage};
-        let delete = review(json!({
-            "uid": "u-2",
-            "kind": {"group": "", "version": "v1", "kind": "Secret"},
-            "resource": {"group": "", "version": "v1", "resource": "secrets"},
-            "name": "db-secret", "namespace": "team-a", "operation": "DELETE",
-            "userInfo": {"username": "system:serviceaccount:kube-system:namespace-controller"},
-            "object": null, "dryRun": false,
-            "oldObject": {"apiVersion": "v1", "kind": "Secret", "metadata": {
-                "name": "db-secret", "namespace": "team-a", "uid": "u",
-                "labels": {"run.ai/resource": "generic"}, "annotations": {"run.ai/name": "db"}}},
-        }));
+        let delete = delete_db("system:serviceaccount:kube-system:namespace-controller");
         let decide = |terminating: bool| {
             let mut index = crate::policy::resolve::tests::index();
             let mut info = index.namespace("team-a").cloned().unwrap();
@@ -484,17 +638,7 @@ mod tests {
 
     #[tokio::test]
     async fn live_check_of_an_allowed_delete() {
-        let delete = review(json!({
-            "uid": "u-1",
-            "kind": {"group": "", "version": "v1", "kind": "Secret"},
-            "resource": {"group": "", "version": "v1", "resource": "secrets"},
-            "name": "db-secret", "namespace": "team-a", "operation": "DELETE",
-            "userInfo": {"username": "alice"},
-            "object": null, "dryRun": false,
-            "oldObject": {"apiVersion": "v1", "kind": "Secret", "metadata": {
-                "name": "db-secret", "namespace": "team-a", "uid": "u",
-                "labels": {"run.ai/resource": "generic"}, "annotations": {"run.ai/name": "db"}}},
-        }));
+        let delete = delete_db("alice");
         let fresh = json!({"metadata": {"name": "fresh", "namespace": "team-a",
             "annotations": {"run.ai/credentials-env": "T=db:token"}},
             "spec": {"containers": [{"name": "main", "image": "busybox"}]}});

@@ -11,7 +11,12 @@ use super::Admission;
 use crate::model::copy::copy_name;
 use crate::policy::{Allow, Deny, Verdict, mutate, validate};
 use crate::propagation::copies::Source;
-use crate::state::recent::{BeingDeleted, PodName};
+use crate::state::recent::PodName;
+
+/// The longest a pod waits for the outcome of a DELETE allowed moments ago
+/// (its record lasts [`crate::state::recent::GRACE`] after the DELETE's last
+/// check); inside the pod webhook's 5 s timeout.
+const POD_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Admission {
     pub(super) async fn pod(
@@ -55,7 +60,10 @@ impl Admission {
             object.metadata.name.as_deref(),
             object.metadata.generate_name.as_deref(),
         );
-        if let Err(deny) = self.note_pod(namespace, name, &mutation.uses, req.dry_run) {
+        if let Err(deny) = self
+            .note_pod(namespace, name, &mutation.uses, req.dry_run)
+            .await
+        {
             return (Err(deny), Vec::new());
         }
         (
@@ -66,24 +74,56 @@ impl Admission {
         )
     }
 
-    /// A pod about to be admitted is refused while a credential it uses is
-    /// being deleted, else recorded until the watch shows it (see [`crate::state::recent`]).
-    fn note_pod(
+    /// A pod about to be admitted is recorded until the watch shows it (see
+    /// [`crate::state::recent`]). While a credential it uses has a DELETE
+    /// allowed moments ago, it waits: refused once the watch shows the
+    /// credential deleted, recorded once that DELETE's record is dropped or
+    /// lapses (the DELETE never happened), and at most [`POD_WAIT`].
+    async fn note_pod(
         &self,
         namespace: &str,
         name: PodName,
         uses: &[String],
         dry_run: bool,
     ) -> Result<(), Deny> {
-        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        index
-            .recent()
-            .admit_pod(namespace, name, uses, !dry_run, Instant::now())
-            .map_err(|BeingDeleted(credential)| {
+        let deadline = Instant::now() + POD_WAIT;
+        loop {
+            let noted = {
+                let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+                let mut recent = index.recent();
+                recent.admit_pod(namespace, name.clone(), uses, !dry_run, Instant::now())
+            };
+            let Err(waiting) = noted else {
+                return Ok(());
+            };
+            let being_deleted = || {
                 Deny(format!(
-                    "credential {credential:?} is being deleted, so this pod cannot use it; if the deletion was refused, retry in a few seconds"
+                    "credential {:?} is being deleted, so this pod cannot use it; if the deletion was refused, retry in a few seconds",
+                    waiting.credential
                 ))
-            })
+            };
+            if Instant::now() >= deadline {
+                return Err(being_deleted());
+            }
+            let (ns, secret) = &waiting.source;
+            let deleted = self
+                .await_snapshot(waiting.until.min(deadline), |index| {
+                    // Gone, another Secret, being deleted, or its existing Secret gone.
+                    let shown = index.secret(ns, secret).is_none_or(|s| {
+                        s.uid != waiting.uid
+                            || s.deleting
+                            || s.existing_secret
+                                .as_ref()
+                                .is_some_and(|e| index.secret(ns, e).is_none())
+                    });
+                    let dropped = !index.recent().is_deleting(&waiting.uid, Instant::now());
+                    (shown || dropped).then_some(shown)
+                })
+                .await;
+            if deleted == Some(true) {
+                return Err(being_deleted());
+            }
+        }
     }
 
     /// No pod before its copy: creates the missing copies of cluster and

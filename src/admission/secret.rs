@@ -15,7 +15,18 @@ use crate::model::credential::{annotation, secret_meta};
 use crate::policy::{Allow, Change, Deny, Operation, Verdict, mutate, validate};
 use crate::state::index::Index;
 use crate::state::live;
-use crate::state::recent::AdmittedUsers;
+use crate::state::recent::Doomed;
+
+/// A credential DELETE the snapshot allows, as recorded.
+struct Noted {
+    doomed: Vec<Doomed>,
+    /// A record was made (not a dry run, and the snapshot holds the Secret).
+    recorded: bool,
+    /// When the records of pods admitted moments ago that use it lapse.
+    pods_until: Option<Instant>,
+    /// The project namespaces whose workloads could use it.
+    reach: Vec<String>,
+}
 
 impl Admission {
     pub(super) async fn secret(
@@ -37,30 +48,10 @@ impl Admission {
                 if change.operation == Operation::Delete && self.terminating(change.namespace) {
                     return (Ok(Allow::default()), Vec::new());
                 }
-                // One read of the snapshot for the rules and the DELETE
-                // record: no watch event can fall between them.
-                let (verdict, reach) = {
-                    let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-                    let deletion = validate::deletion(&self.settings, &index, &change);
-                    let verdict =
-                        validate::secret(&self.settings, &index, &change).and_then(|allow| {
-                            match &deletion {
-                                Some(d) => self
-                                    .note_delete(&index, &change, d, req.dry_run)
-                                    .map(|keys| (allow, keys)),
-                                None => Ok((allow, Vec::new())),
-                            }
-                        });
-                    (verdict, deletion.map(|d| d.reach))
-                };
-                let verdict = match (verdict, reach) {
-                    (Ok((allow, keys)), Some(namespaces))
-                        if namespaces.len() <= live::MAX_NAMESPACES =>
-                    {
-                        self.confirm_unused(&change, &namespaces, &keys, allow)
-                            .await
-                    }
-                    (verdict, _) => verdict.map(|(allow, _)| allow),
+                let (verdict, noted) = self.decide_on_snapshot(&change, req.dry_run);
+                let verdict = match (verdict, noted) {
+                    (Ok(allow), Some(noted)) => self.confirm_delete(&change, noted, allow).await,
+                    (verdict, _) => verdict,
                 };
                 let verdict = match verdict {
                     Ok(allow) => self
@@ -84,60 +75,118 @@ impl Admission {
         index.namespace(namespace).is_some_and(|n| n.terminating)
     }
 
-    /// A credential DELETE the snapshot allows is refused while a pod admitted
-    /// moments ago uses it, else recorded for pods about to name it. Returns
-    /// the uids recorded.
+    /// The rules on the snapshot and, for a credential DELETE they allow, its
+    /// record: one read of the snapshot, so no watch event falls between them.
+    fn decide_on_snapshot(
+        &self,
+        change: &Change<'_, Secret>,
+        dry_run: bool,
+    ) -> (Verdict, Option<Noted>) {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let verdict = validate::secret(&self.settings, &index, change);
+        let noted = match (&verdict, validate::deletion(&self.settings, &index, change)) {
+            (Ok(_), Some(deletion)) => Some(self.note_delete(&index, change, deletion, dry_run)),
+            _ => None,
+        };
+        (verdict, noted)
+    }
+
+    /// Records a credential DELETE the snapshot allows, for pods about to name it.
     fn note_delete(
         &self,
         index: &Index,
         change: &Change<'_, Secret>,
-        deletion: &validate::Deletion,
+        deletion: validate::Deletion,
         dry_run: bool,
-    ) -> Result<Vec<String>, Deny> {
-        let Some(old) = change.old_object else {
-            return Ok(Vec::new());
-        };
-        let meta = secret_meta(old, change.namespace);
+    ) -> Noted {
         // Records are made only when the snapshot holds the deleted Secret
         // itself, under that namespace and name, with the old object's uid: a
         // review sent by anyone but the API server cannot make one for a
-        // Secret that is not there (it is still refused while pods use it).
-        let confirmed = index
-            .secret(meta.namespace, meta.name)
-            .is_some_and(|info| old.metadata.uid.as_deref() == Some(info.uid.as_str()));
-        let record = confirmed && !dry_run;
-        let keys: Vec<(String, String)> = deletion
+        // Secret that is not there.
+        let confirmed = change.old_object.is_some_and(|old| {
+            let meta = secret_meta(old, change.namespace);
+            index
+                .secret(meta.namespace, meta.name)
+                .is_some_and(|info| old.metadata.uid.as_deref() == Some(info.uid.as_str()))
+        });
+        let doomed: Vec<Doomed> = deletion
             .credentials
-            .iter()
+            .into_iter()
             .filter_map(|((ns, secret), credential)| {
-                let uid = index.secret(ns, secret).map(|info| info.uid.clone())?;
-                Some((uid, credential.clone()))
+                let uid = index.secret(&ns, &secret)?.uid.clone();
+                Some(Doomed {
+                    uid,
+                    source: (ns, secret),
+                    credential,
+                })
             })
             .collect();
-        index
-            .recent()
-            .delete(&keys, record, Instant::now())
-            .map(|()| match record {
-                true => keys.into_iter().map(|(uid, _)| uid).collect(),
-                false => Vec::new(),
-            })
-            .map_err(|AdmittedUsers(pods)| {
-                Deny(format!(
-                    "credential {:?} is in use by {} admitted moments ago: {}; remove these references (or delete the pods) first",
-                    meta.credential_name(),
-                    if pods.len() == 1 { "a pod" } else { "pods" },
-                    pods.join(", ")
-                ))
-            })
+        let recorded = confirmed && !dry_run;
+        let pods_until = index.recent().delete(&doomed, recorded, Instant::now());
+        Noted {
+            doomed,
+            recorded,
+            pods_until,
+            reach: deletion.reach,
+        }
     }
 
-    /// A credential DELETE the snapshot allows, decided again on the workloads
-    /// the API server holds now (see [`crate::state::live`]).
+    /// A credential DELETE the snapshot allows: once the pods admitted moments
+    /// ago that use it are stored (or their records lapse), decided again on
+    /// the snapshot, then on the workloads the API server holds now (see
+    /// [`crate::state::live`]). Its record is dropped if it is refused, and
+    /// lasts [`crate::state::recent::GRACE`] more if it is allowed.
+    async fn confirm_delete(
+        &self,
+        change: &Change<'_, Secret>,
+        noted: Noted,
+        allow: Allow,
+    ) -> Verdict {
+        if let Some(until) = noted.pods_until {
+            self.await_snapshot(until, |index| {
+                let recent = index.recent();
+                recent
+                    .pods_using(&noted.doomed, Instant::now())
+                    .is_none()
+                    .then_some(())
+            })
+            .await;
+        }
+        let verdict = match noted.pods_until {
+            Some(_) => {
+                let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+                validate::secret(&self.settings, &index, change).map(|_| allow)
+            }
+            None => Ok(allow),
+        };
+        let verdict = match verdict {
+            Ok(allow) if noted.reach.len() <= live::MAX_NAMESPACES => {
+                self.confirm_unused(change, &noted.reach, allow).await
+            }
+            verdict => verdict,
+        };
+        if noted.recorded {
+            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+            let mut recent = index.recent();
+            for d in &noted.doomed {
+                match verdict {
+                    Ok(_) => recent.settle_delete(&d.uid, Instant::now()),
+                    Err(_) => recent.forget_delete(&d.uid),
+                }
+            }
+            drop(recent);
+            // Pods waiting on the record go on.
+            index.ring();
+        }
+        verdict
+    }
+
+    /// A credential DELETE decided again on the workloads the API server holds
+    /// now (see [`crate::state::live`]).
     async fn confirm_unused(
         &self,
         change: &Change<'_, Secret>,
         namespaces: &[String],
-        recorded: &[String],
         mut allow: Allow,
     ) -> Verdict {
         let Some(client) = &self.client else {
@@ -146,14 +195,7 @@ impl Admission {
         match live::workloads(client, namespaces).await {
             Ok(live) => {
                 let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-                validate::in_use_live(&self.settings, &index, &live, change)
-                    .map(|_| allow)
-                    .inspect_err(|_| {
-                        let mut recent = index.recent();
-                        for uid in recorded {
-                            recent.forget_delete(uid);
-                        }
-                    })
+                validate::in_use_live(&self.settings, &index, &live, change).map(|_| allow)
             }
             Err(error) => {
                 warn!(%error, namespace = change.namespace, "could not confirm a credential DELETE with the API server; the cached view decides");

@@ -474,7 +474,7 @@ impl ListArgs {
         let stdout = std::io::stdout();
         let terminal = stdout.is_terminal();
         let text = match self.output {
-            Output::Csv => table::csv(&rows, columns, self.raw_csv),
+            Output::Csv => table::csv(&rows, columns, self.raw_csv, terminal),
             Output::Json => table::json(&rows, columns),
             Output::Table => {
                 let width = terminal

@@ -255,7 +255,9 @@ impl Query {
 /// Unless `raw`, a cell that starts with `=`, `+`, `-`, `@`, a tab or a
 /// carriage return gets a leading `'`, so a spreadsheet shows it as text
 /// instead of running it as a formula (OWASP's advice on CSV injection).
-pub fn csv(rows: &[Row], columns: &[Column], raw: bool) -> String {
+/// On a `terminal`, every cell is also made [`printable`], as in a table: CSV
+/// quoting protects a file, not the terminal that shows it.
+pub fn csv(rows: &[Row], columns: &[Column], raw: bool, terminal: bool) -> String {
     let mut out = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::new());
@@ -269,7 +271,10 @@ pub fn csv(rows: &[Row], columns: &[Column], raw: bool) -> String {
             } else {
                 spreadsheet_safe(cell)
             };
-            cell.into_owned().into_bytes()
+            match terminal {
+                true => printable(&cell).into_owned().into_bytes(),
+                false => cell.into_owned().into_bytes(),
+            }
         }));
     }
     let bytes = out.into_inner().unwrap_or_default();
@@ -285,12 +290,21 @@ pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// `s` safe to print on a terminal: tabs and line breaks become spaces, and
-/// every other control character (escape sequences, C1 codes) and bidi
-/// override is written as `\u{..}`, so a description cannot move the cursor,
-/// change colours or retitle the window.
+/// every other control character (escape sequences, C1 codes), bidi control,
+/// line or paragraph separator and invisible character is written as
+/// `\u{..}`, so a description cannot move the cursor, change colours, retitle
+/// the window, reorder what the admin reads or hide text.
 pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    let unsafe_char =
-        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c,
+                // Bidi embeddings, overrides and isolates; LRM, RLM and ALM.
+                '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}'
+                // Line and paragraph separators.
+                | '\u{2028}' | '\u{2029}'
+                // Zero-width space, joiners, word joiner and invisible operators, BOM, soft hyphen.
+                | '\u{200b}'..='\u{200d}' | '\u{2060}'..='\u{2064}' | '\u{feff}' | '\u{ad}')
+    };
     if !s.chars().any(unsafe_char) {
         return std::borrow::Cow::Borrowed(s);
     }
@@ -403,6 +417,30 @@ mod tests {
             "ok\\u{1b}]0;pwned\\u{7}\\u{1b}[31mred\\u{9b}2J next\\u{202e}txt"
         );
         assert_eq!(printable("plain café"), "plain café");
+        // Invisible and reordering characters are shown, not applied.
+        for hidden in [
+            '\u{200b}', '\u{200e}', '\u{061c}', '\u{2028}', '\u{2029}', '\u{feff}', '\u{2060}',
+        ] {
+            let shown = printable(&format!("a{hidden}b")).into_owned();
+            assert_eq!(shown, format!("a\\u{{{:x}}}b", u32::from(hidden)));
+        }
+        // CSV on a terminal is escaped too; to a file, only quoted.
+        let mut row = Row::default();
+        row.set(Column::Description, evil);
+        let on_terminal = csv(
+            std::slice::from_ref(&row),
+            &[Column::Description],
+            true,
+            true,
+        );
+        assert!(!on_terminal.contains('\u{1b}'), "{on_terminal:?}");
+        let to_file = csv(
+            std::slice::from_ref(&row),
+            &[Column::Description],
+            true,
+            false,
+        );
+        assert!(to_file.contains('\u{1b}'), "{to_file:?}");
         let table = aligned(&["A"], &[vec![evil.to_owned()]], None);
         assert!(
             !table.contains('\u{1b}') && !table.contains('\u{9b}'),
@@ -417,7 +455,7 @@ mod tests {
         row.set(Column::Description, "-2+3");
         row.set(Column::Type, "generic");
         let columns = [Column::Credential, Column::Description, Column::Type];
-        let safe = csv(std::slice::from_ref(&row), &columns, false);
+        let safe = csv(std::slice::from_ref(&row), &columns, false, false);
         assert!(safe.contains("\"'=HYPERLINK(\"\"http://x\"\")\""), "{safe}");
         assert!(safe.contains(",'-2+3,"), "{safe}");
         assert!(safe.contains(",generic\r\n"), "{safe}");
@@ -427,7 +465,7 @@ mod tests {
                 "{lead:?}"
             );
         }
-        let raw = csv(std::slice::from_ref(&row), &columns, true);
+        let raw = csv(std::slice::from_ref(&row), &columns, true, false);
         assert!(
             raw.contains("\"=HYPERLINK("),
             "--raw-csv leaves cells as they are: {raw}"
@@ -467,7 +505,12 @@ mod tests {
             row("quote", "password", "say \"hi\""),
             row("newline", "access-key", "line 1\nline 2"),
         ];
-        let out = csv(&rows, &[Column::Credential, Column::Description], false);
+        let out = csv(
+            &rows,
+            &[Column::Credential, Column::Description],
+            false,
+            false,
+        );
         assert_eq!(
             out,
             "Credential,Description\r\nplain,no special characters\r\ncomma,\"a, b\"\r\n\
@@ -494,7 +537,7 @@ mod tests {
     #[test]
     fn csv_and_json_hold_exactly_the_selected_columns_in_order() {
         let rows = [row("a", "generic", "d")];
-        let out = csv(&rows, &[Column::Type, Column::Credential], false);
+        let out = csv(&rows, &[Column::Type, Column::Credential], false, false);
         assert_eq!(out, "Type,Credential\r\ngeneric,a\r\n");
         let value: serde_json::Value = serde_json::from_str(&json(&rows, &[Column::Type])).unwrap();
         assert_eq!(value, serde_json::json!([{"type": "generic"}]));

@@ -55,6 +55,12 @@ fn resolved(
     credential: &str,
     info: &SecretInfo,
 ) -> Result<Resolved, String> {
+    if info.deleting {
+        return Err(format!(
+            "credential {:?} is being deleted, so no new workload may use it; name another credential",
+            info.credential_name
+        ));
+    }
     let (secret, data) = match &info.existing_secret {
         None => (credential.to_owned(), info),
         Some(existing) => {
@@ -335,6 +341,7 @@ pub(crate) mod tests {
             existing_secret: None,
             registries: registries.iter().map(|s| s.to_string()).collect(),
             keys: Some(keys.iter().map(|s| s.to_string()).collect()),
+            deleting: false,
         }
     }
 

@@ -103,6 +103,9 @@ pub struct SecretInfo {
     pub registries: Vec<String>,
     /// `run.ai/keys`: the data keys, names only (stamped by credgate); `None` if unstamped.
     pub keys: Option<Vec<String>>,
+    /// The Secret has a `deletionTimestamp` (a finalizer holds it): no new
+    /// workload may name it.
+    pub deleting: bool,
 }
 
 impl SecretInfo {
@@ -117,6 +120,7 @@ impl SecretInfo {
                 .map(str::to_owned),
             registries: list(meta.annotation(annotation::REGISTRIES)).unwrap_or_default(),
             keys: list(meta.annotation(annotation::KEYS)),
+            deleting: false,
         }
     }
 }
@@ -232,6 +236,18 @@ pub struct Index {
     not_synced: BTreeMap<String, String>,
     /// Decisions the watches have not shown yet (see [`crate::state::recent`]).
     recent: std::sync::Mutex<Recent>,
+    /// Rings after each change the watches make, for decisions waiting on one.
+    changes: Changes,
+}
+
+/// A bell for [`Index::subscribe`]rs (a `tokio::sync::watch` channel of nothing).
+#[derive(Debug)]
+struct Changes(tokio::sync::watch::Sender<()>);
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes(tokio::sync::watch::Sender::new(()))
+    }
 }
 
 impl Index {
@@ -459,6 +475,18 @@ impl Index {
         self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A receiver that wakes at the next change after this call. Subscribe
+    /// under the same lock as the check that decides to wait, so that no
+    /// change falls between the two.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<()> {
+        self.changes.0.subscribe()
+    }
+
+    /// Wakes the subscribers: the watches changed the index, or a record was dropped.
+    pub fn ring(&self) {
+        self.changes.0.send_replace(());
+    }
+
     fn recent_mut(&mut self) -> &mut Recent {
         self.recent.get_mut().unwrap_or_else(|e| e.into_inner())
     }
@@ -638,6 +666,7 @@ mod tests {
             existing_secret: existing.map(str::to_owned),
             registries: Vec::new(),
             keys: None,
+            deleting: false,
         }
     }
 

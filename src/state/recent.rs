@@ -8,27 +8,26 @@
 //! - X's DELETE is allowed, and a pod naming X arrives before the deletion is
 //!   indexed: the snapshot says "X exists".
 //!
-//! Each of the two decisions checks the other's record and adds its own in one
-//! step under one lock, so whichever comes second sees the first: a pod and
-//! the deletion of a credential it uses are never both allowed by the same
-//! credgate process. A pod's record ends when the watch shows the pod, or after a
-//! grace period when it was never stored (another webhook refused it). A
-//! deletion's record ends after its grace period: the uid it holds is gone for
-//! good, so a credential created again under the same name is not held up.
+//! Each of the two decisions checks the other's records and adds its own in
+//! one step under one lock, so whichever comes second sees the first. A record
+//! is a reason to **wait for the watch**, never a reason to refuse by itself:
+//! the second decision waits until the watch shows the first one's outcome (a
+//! stored pod, which the in-use rule then counts; a deleted credential, which
+//! the pod may not use), or until the record lapses. A record lapses
+//! [`GRACE`] after its decision: an outcome the watch has not shown by then
+//! never happened (another webhook or the API server refused the request, or
+//! the review did not come from the API server at all). So a review that is
+//! not the API server's, or a pod the API server refuses (a phantom), delays
+//! other answers by at most [`GRACE`] and changes none of them.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// How long an admitted pod protects its credentials before the watch shows it:
-/// the webhook timeout (5 s in the manifests) and a margin for the rest of
-/// admission and the write. A pod the API server refuses after credgate
-/// admitted it (a phantom) holds its credentials no longer than this, so a
-/// loop of phantoms delays a DELETE by this much after the loop stops.
-pub const ADMITTED_GRACE: Duration = Duration::from_secs(10);
-/// How long an allowed DELETE keeps pods from naming the credential's uid
-/// (the watch normally shows the deletion within milliseconds; a DELETE that
-/// another webhook refuses holds pods up this long at most).
-pub const DELETING_GRACE: Duration = Duration::from_secs(10);
+/// How long a decision's record lasts without the watch showing its outcome:
+/// the API server stores an admitted object within milliseconds of the last
+/// webhook's answer. Short, so a pod or DELETE waiting on a record stays well
+/// inside the webhooks' 5 s timeout.
+pub const GRACE: Duration = Duration::from_secs(2);
 
 /// The uid of a credential's own Secret (a Secret created again under the
 /// same name is another credential).
@@ -65,13 +64,6 @@ impl PodName {
             }
         }
     }
-
-    fn shown(&self) -> String {
-        match self {
-            PodName::Exact(n) => n.clone(),
-            PodName::Generated(prefix) => format!("{prefix}*"),
-        }
-    }
 }
 
 type PodKey = (String, PodName);
@@ -85,7 +77,19 @@ struct Admitted {
 #[derive(Debug)]
 struct Deleting {
     credential: String,
+    /// `(namespace, name)` of the credential's Secret.
+    source: (String, String),
     until: Instant,
+}
+
+/// A credential a DELETE is about to remove.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Doomed {
+    pub uid: Key,
+    /// `(namespace, name)` of its Secret.
+    pub source: (String, String),
+    /// Its credential name, for messages.
+    pub credential: String,
 }
 
 /// The records, kept under the index's own mutex (see [`crate::state::index::Index::recent`]).
@@ -98,13 +102,15 @@ pub struct Recent {
     deleting: HashMap<Key, Deleting>,
 }
 
-/// A credential of a pod's plan that is being deleted.
+/// A credential of a pod's plan whose DELETE was allowed moments ago: the pod
+/// waits until the watch shows the deletion, or until the record lapses.
 #[derive(Debug, PartialEq, Eq)]
-pub struct BeingDeleted(pub String);
-
-/// Pods admitted moments ago that use a credential about to be deleted: `Pod/ns/name`.
-#[derive(Debug, PartialEq, Eq)]
-pub struct AdmittedUsers(pub Vec<String>);
+pub struct BeingDeleted {
+    pub credential: String,
+    pub uid: Key,
+    pub source: (String, String),
+    pub until: Instant,
+}
 
 impl Recent {
     fn expire(&mut self, now: Instant) {
@@ -142,12 +148,17 @@ impl Recent {
         now: Instant,
     ) -> Result<(), BeingDeleted> {
         self.expire(now);
-        if let Some(d) = uses.iter().find_map(|u| self.deleting.get(u)) {
-            return Err(BeingDeleted(d.credential.clone()));
+        if let Some((uid, d)) = uses.iter().find_map(|u| Some((u, self.deleting.get(u)?))) {
+            return Err(BeingDeleted {
+                credential: d.credential.clone(),
+                uid: uid.clone(),
+                source: d.source.clone(),
+                until: d.until,
+            });
         }
         if record && !uses.is_empty() {
             let key = (namespace.to_owned(), name);
-            let until = now + ADMITTED_GRACE;
+            let until = now + GRACE;
             match self.admitted.get_mut(&key) {
                 Some(entry) => {
                     entry.until = until;
@@ -172,43 +183,54 @@ impl Recent {
         Ok(())
     }
 
-    /// The credentials `keys` (named `credential`) are about to be deleted:
-    /// refused while a pod admitted moments ago uses one; else recorded
-    /// (unless `record` is false: dry runs).
-    pub fn delete(
-        &mut self,
-        keys: &[(Key, String)],
-        record: bool,
-        now: Instant,
-    ) -> Result<(), AdmittedUsers> {
+    /// The credentials `doomed` are about to be deleted: recorded for pods
+    /// about to name them (unless `record` is false: dry runs). Returns when
+    /// the records of pods admitted moments ago that use one of them lapse, if
+    /// there are any: the DELETE waits for the watch to show those pods.
+    pub fn delete(&mut self, doomed: &[Doomed], record: bool, now: Instant) -> Option<Instant> {
         self.expire(now);
-        let mut users: Vec<String> = self
-            .admitted
-            .iter()
-            .filter(|(_, a)| a.uses.iter().any(|u| keys.iter().any(|(k, _)| k == u)))
-            .map(|((ns, name), _)| format!("Pod/{ns}/{}", name.shown()))
-            .collect();
-        if !users.is_empty() {
-            users.sort();
-            return Err(AdmittedUsers(users));
-        }
         if record {
-            for (key, credential) in keys {
+            for d in doomed {
                 self.deleting.insert(
-                    key.clone(),
+                    d.uid.clone(),
                     Deleting {
-                        credential: credential.clone(),
-                        until: now + DELETING_GRACE,
+                        credential: d.credential.clone(),
+                        source: d.source.clone(),
+                        until: now + GRACE,
                     },
                 );
             }
         }
-        Ok(())
+        self.pods_using(doomed, now)
     }
 
-    /// A recorded DELETE was refused after all (by the live check).
+    /// When the last record of a pod admitted moments ago that uses one of
+    /// `doomed` lapses; `None` when there is none.
+    pub fn pods_using(&self, doomed: &[Doomed], now: Instant) -> Option<Instant> {
+        self.admitted
+            .values()
+            .filter(|a| a.until > now)
+            .filter(|a| a.uses.iter().any(|u| doomed.iter().any(|d| &d.uid == u)))
+            .map(|a| a.until)
+            .max()
+    }
+
+    /// A recorded DELETE was allowed after its last check: its record lasts
+    /// [`GRACE`] from now, for the API server to store the deletion.
+    pub fn settle_delete(&mut self, key: &str, now: Instant) {
+        if let Some(d) = self.deleting.get_mut(key) {
+            d.until = now + GRACE;
+        }
+    }
+
+    /// A recorded DELETE was refused after all (by the snapshot or the live check).
     pub fn forget_delete(&mut self, key: &str) {
         self.deleting.remove(key);
+    }
+
+    /// True while a DELETE of `key` is recorded and has not lapsed.
+    pub fn is_deleting(&self, key: &str, now: Instant) -> bool {
+        self.deleting.get(key).is_some_and(|d| d.until > now)
     }
 
     /// The watch shows pod `namespace/name`: the index now protects what it uses.
@@ -259,35 +281,48 @@ mod tests {
         r.admit_pod("team-a", name, &[key(uses)], record, at)
     }
 
-    /// A DELETE of credential `credential`.
-    fn delete(
-        r: &mut Recent,
-        credential: &str,
-        record: bool,
-        at: Instant,
-    ) -> Result<(), AdmittedUsers> {
-        r.delete(&[(key(credential), credential.into())], record, at)
+    fn doomed(credential: &str) -> Doomed {
+        Doomed {
+            uid: key(credential),
+            source: ("team-a".into(), credential.into()),
+            credential: credential.into(),
+        }
+    }
+
+    /// A DELETE of credential `credential`: when the pods it waits for lapse.
+    fn delete(r: &mut Recent, credential: &str, record: bool, at: Instant) -> Option<Instant> {
+        r.delete(&[doomed(credential)], record, at)
     }
 
     #[test]
     fn whichever_comes_second_sees_the_first() {
         let now = Instant::now();
-        // Pod first: the delete is refused and names the pod.
+        // Pod first: the delete waits for the pod's record, at most GRACE.
         let mut r = Recent::default();
         admit(&mut r, exact("p"), "db", true, now).unwrap();
-        assert_eq!(
-            delete(&mut r, "db", true, now),
-            Err(AdmittedUsers(vec!["Pod/team-a/p".into()]))
-        );
+        assert_eq!(delete(&mut r, "db", true, now), Some(now + GRACE));
         // Other credentials are not held up.
-        delete(&mut r, "other", true, now).unwrap();
-        // Delete first: the pod is refused and names the credential.
+        assert_eq!(delete(&mut r, "other", true, now), None);
+        // Delete first: the pod waits for the deletion's record, and learns which.
         let mut r = Recent::default();
-        delete(&mut r, "db", true, now).unwrap();
+        assert_eq!(delete(&mut r, "db", true, now), None);
         assert_eq!(
             admit(&mut r, PodName::Generated("p-".into()), "db", true, now),
-            Err(BeingDeleted("db".into()))
+            Err(BeingDeleted {
+                credential: "db".into(),
+                uid: key("db"),
+                source: ("team-a".into(), "db".into()),
+                until: now + GRACE
+            })
         );
+        // Allowed after its last check: the record lasts GRACE from then.
+        let later = now + Duration::from_millis(1500);
+        r.settle_delete(&key("db"), later);
+        assert!(r.is_deleting(&key("db"), now + GRACE));
+        assert!(!r.is_deleting(&key("db"), later + GRACE));
+        // Refused after all: pods go on at once.
+        r.forget_delete(&key("db"));
+        assert_eq!(admit(&mut r, exact("q"), "db", true, now), Ok(()));
     }
 
     #[test]
@@ -299,7 +334,7 @@ mod tests {
         assert_eq!(r.len(), (1, 0), "another namespace's pod does not count");
         r.pod_stored("team-a", "job-x7k2q");
         assert_eq!(r.len(), (0, 0));
-        delete(&mut r, "db", true, now).unwrap();
+        assert_eq!(delete(&mut r, "db", true, now), None);
         assert_eq!(r.len(), (0, 1));
         // The same name created again is another uid.
         admit(&mut r, exact("p"), "db-again", true, now).unwrap();
@@ -307,15 +342,9 @@ mod tests {
         // Never stored: the grace period ends the record.
         let mut r = Recent::default();
         admit(&mut r, exact("p"), "db", true, now).unwrap();
-        delete(&mut r, "db", true, now + ADMITTED_GRACE).unwrap();
+        assert_eq!(delete(&mut r, "db", true, now + GRACE), None);
         assert_eq!(
-            admit(
-                &mut r,
-                exact("q"),
-                "db",
-                true,
-                now + ADMITTED_GRACE + DELETING_GRACE
-            ),
+            admit(&mut r, exact("q"), "db", true, now + 2 * GRACE),
             Ok(())
         );
     }
@@ -337,8 +366,8 @@ mod tests {
         }
         assert_eq!(r.len(), (1, 0));
         // Its first expiry entries do not end the refreshed record.
-        let later = now + ADMITTED_GRACE + Duration::from_millis(500);
-        delete(&mut r, "other", false, later).unwrap();
+        let later = now + GRACE + Duration::from_millis(500);
+        assert_eq!(delete(&mut r, "other", false, later), None);
         assert_eq!(r.len(), (1, 0));
         // Distinct pods never stored: at most MAX_ADMITTED records.
         for i in 0..MAX_ADMITTED + 10 {
@@ -366,7 +395,7 @@ mod tests {
         let now = Instant::now();
         let mut r = Recent::default();
         admit(&mut r, exact("p"), "db", false, now).unwrap();
-        delete(&mut r, "db", false, now).unwrap();
+        assert_eq!(delete(&mut r, "db", false, now), None);
         assert_eq!(r.len(), (0, 0));
     }
 }

@@ -143,6 +143,7 @@ impl Writer {
     fn update<R>(&self, f: impl FnOnce(&mut Index) -> R) -> R {
         let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
         let result = f(&mut index);
+        index.ring();
         match index.not_synced() {
             None => self.health.open(GATE),
             Some(_) => self.health.gate(GATE),
@@ -301,11 +302,12 @@ pub fn secret_info(
     if !meta.is_credential() {
         return None;
     }
-    let info = SecretInfo::from_meta(
+    let mut info = SecretInfo::from_meta(
         &meta,
         secret.uid().as_deref().unwrap_or_default(),
         credentials_namespace,
     );
+    info.deleting = secret.metadata.deletion_timestamp.is_some();
     Some(((namespace.clone(), name.clone()), info))
 }
 
