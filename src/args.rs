@@ -198,6 +198,11 @@ pub struct ServerArgs {
     /// client is refused during the TLS handshake.
     #[arg(long, env = "CREDGATE_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,
+    /// With --client-ca: a name the API server's client certificate carries,
+    /// as its common name or a DNS name (repeat for several). Needed when the
+    /// CA also signs other clients, such as a cluster's own CA.
+    #[arg(long = "client-name", requires = "client_ca", value_name = "NAME")]
+    pub client_names: Vec<String>,
     /// Largest request body in bytes (an UPDATE review carries two objects).
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -251,6 +256,7 @@ impl ServerArgs {
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
             client_ca: self.client_ca.clone(),
+            client_names: self.client_names.clone(),
             limits: server::http::Limits {
                 max_body_bytes: self.max_body_bytes,
                 body_timeout: Duration::from_secs(self.body_timeout_secs),

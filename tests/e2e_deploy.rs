@@ -174,10 +174,12 @@ fn rendered_objects(c: &Cluster) {
     );
     let deployment = &client_auth[&("Deployment".into(), "credgate".into())];
     let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
-    assert!(
-        args.contains("--client-ca=/run/credgate/client-ca/ca.crt"),
-        "{args}"
-    );
+    for arg in [
+        "--client-ca=/run/credgate/client-ca/ca.crt",
+        "--client-name=kube-apiserver",
+    ] {
+        assert!(args.contains(arg), "{arg}: {args}");
+    }
     server_dry_run(c, &client_auth_yaml);
 
     // cert-manager: the overlay and the chart agree too. The apiserver has no

@@ -648,33 +648,43 @@ async fn more_bad_input_classes_get_well_formed_answers() {
     server.stop().await;
 }
 
-/// `--client-ca`: only a client presenting a certificate that CA signed (the
-/// API server's) gets an answer; any other is refused during the handshake,
-/// so its review can change nothing.
+/// `--client-ca` and `--client-name`: only a client presenting a certificate
+/// that CA signed for the API server's name gets an answer; any other is
+/// refused during the handshake, so its review can change nothing.
 #[tokio::test]
 async fn with_a_client_ca_only_the_api_server_is_served() {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let dir = tempfile::tempdir().unwrap();
     let issued = common::issue(dir.path(), false);
-    // A client certificate "kube-apiserver" from a new CA in `dir`.
-    let client_pair = |dir: &std::path::Path| {
+    // A client certificate for `name` from the CA in `dir` (a new one if absent).
+    let client_pair = |dir: &std::path::Path, name: &str| {
         credgate::certs::issue(&credgate::certs::Request {
             out: dir.to_owned(),
             dns: vec![],
             ips: vec![],
             days: 1,
             new_ca: false,
-            client: Some("kube-apiserver".into()),
+            client: Some(name.into()),
         })
         .unwrap()
     };
-    // The API server's, and another signed by a CA credgate does not trust.
-    let (apiserver, stranger) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (client_cert, stranger_cert) =
-        (client_pair(apiserver.path()), client_pair(stranger.path()));
+    // The API server's; another signed by a CA credgate does not trust; and
+    // one the API server's CA signed for another client.
+    let (apiserver, stranger, sibling) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let client_cert = client_pair(apiserver.path(), "kube-apiserver");
+    let stranger_cert = client_pair(stranger.path(), "kube-apiserver");
+    for file in ["ca.crt", "ca.key"] {
+        std::fs::copy(apiserver.path().join(file), sibling.path().join(file)).unwrap();
+    }
+    let sibling_cert = client_pair(sibling.path(), "system:node:worker-1");
     let mut options = common::options(issued.tls_cert, issued.tls_key);
     options.client_ca = Some(client_cert.ca_cert.clone());
+    options.client_names = vec!["kube-apiserver".into()];
     let server = TestServer::start_with(dir, options).await;
 
     let with_identity = |issued: &credgate::certs::Issued| {
@@ -726,6 +736,10 @@ async fn with_a_client_ca_only_the_api_server_is_served() {
         (
             "a certificate from another CA",
             with_identity(&stranger_cert),
+        ),
+        (
+            "a certificate of the same CA for another name",
+            with_identity(&sibling_cert),
         ),
     ] {
         let refused = send(http).await;

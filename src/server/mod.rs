@@ -38,6 +38,8 @@ pub struct Options {
     pub tls_key: PathBuf,
     /// Verify clients against this CA bundle: only the API server may call.
     pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: names the client certificate must carry (any one).
+    pub client_names: Vec<String>,
     pub limits: http::Limits,
     /// Longest wait for request headers (HTTP/1.1) and for a TLS handshake.
     pub header_timeout: Duration,
@@ -79,7 +81,9 @@ impl Server {
         health: Arc<Health>,
     ) -> Result<Self, ServerError> {
         let store = CertStore::load(&options.tls_cert, &options.tls_key, metrics.clone())?;
-        let tls = TlsAcceptor::from(store.server_config(options.client_ca.as_deref())?);
+        let tls = TlsAcceptor::from(
+            store.server_config(options.client_ca.as_deref(), &options.client_names)?,
+        );
         let bind = |addr: SocketAddr, flag: &'static str| async move {
             TcpListener::bind(addr)
                 .await

@@ -9,6 +9,7 @@
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::os::unix::fs::MetadataExt;
@@ -55,6 +56,81 @@ pub enum TlsError {
     ClientVerifier(String),
     #[error("TLS configuration: {0}")]
     Config(#[from] rustls::Error),
+}
+
+/// A client verifier that also requires one of `names` in the certificate:
+/// a CA that signs other clients too (a cluster's own CA) then still lets
+/// only the API server's certificate through.
+#[derive(Debug)]
+struct NamedClient {
+    inner: Arc<dyn ClientCertVerifier>,
+    names: Vec<String>,
+}
+
+/// The common names and DNS names of a DER certificate.
+fn names_in(cert: &CertificateDer<'_>) -> Vec<String> {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = parsed
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok().map(str::to_owned))
+        .collect();
+    if let Ok(Some(san)) = parsed.subject_alternative_name() {
+        names.extend(san.value.general_names.iter().filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+            _ => None,
+        }));
+    }
+    names
+}
+
+impl ClientCertVerifier for NamedClient {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let names = names_in(end_entity);
+        if names.iter().any(|n| self.names.contains(n)) {
+            return Ok(verified);
+        }
+        warn!(presented = ?names, expected = ?self.names, "refused a client certificate signed by the client CA but not issued to the API server");
+        Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::ApplicationVerificationFailure,
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Identity of a file's current content, cheap to read on every handshake.
@@ -129,11 +205,14 @@ impl CertStore {
     /// A rustls server configuration: TLS 1.2 and 1.3, ALPN h2 and http/1.1.
     ///
     /// With `client_ca`, a client must present a certificate that CA signed
-    /// (the API server's, see `--client-ca`); any other is refused during the
-    /// handshake, before a byte of HTTP is read.
+    /// (the API server's, see `--client-ca`), and when `client_names` is not
+    /// empty, one that carries one of those names as its common name or a DNS
+    /// name (`--client-name`): any other is refused during the handshake,
+    /// before a byte of HTTP is read.
     pub fn server_config(
         self: &Arc<Self>,
         client_ca: Option<&Path>,
+        client_names: &[String],
     ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let builder = rustls::ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
@@ -162,7 +241,13 @@ impl CertStore {
                 )
                 .build()
                 .map_err(|e| TlsError::ClientVerifier(e.to_string()))?;
-                builder.with_client_cert_verifier(verifier)
+                match client_names {
+                    [] => builder.with_client_cert_verifier(verifier),
+                    names => builder.with_client_cert_verifier(Arc::new(NamedClient {
+                        inner: verifier,
+                        names: names.to_vec(),
+                    })),
+                }
             }
         };
         let mut config = builder.with_cert_resolver(self.clone());

@@ -64,6 +64,7 @@ pub fn options(cert: PathBuf, key: PathBuf) -> Options {
         tls_cert: cert,
         tls_key: key,
         client_ca: None,
+        client_names: Vec::new(),
         limits: Limits {
             max_body_bytes: BODY_LIMIT,
             body_timeout: Duration::from_secs(2),
