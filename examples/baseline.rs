@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let answer = Bytes::from(std::fs::read(response)?);
     let store = CertStore::load(cert.as_ref(), key.as_ref(), Arc::new(Metrics::default()))?;
-    let tls = tokio_rustls::TlsAcceptor::from(store.server_config(None)?);
+    let tls = tokio_rustls::TlsAcceptor::from(store.server_config(None, &[])?);
     let listener = tokio::net::TcpListener::bind(addr.as_str()).await?;
     eprintln!("baseline serving on {}", listener.local_addr()?);
     let builder = auto::Builder::new(TokioExecutor::new());
