@@ -38,6 +38,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         credentials_namespace: args.policy.credentials_namespace.clone(),
         controller_identity: args.policy.controller_identity.clone(),
         propagation: args.controller.controller,
+        own_namespace: args.controller.leader_election_namespace.clone(),
     };
     let metrics = Arc::new(Metrics::default());
     let client = kube::Client::try_default().await.context(
@@ -75,8 +76,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ));
     {
         let client = client.clone();
+        let claims_namespace = args.controller.leader_election_namespace.clone();
         tasks.spawn(async move {
-            claims::release_deleted(client, released).await;
+            claims::release_deleted(client, claims_namespace, released).await;
             "claim releases"
         });
     }

@@ -239,11 +239,13 @@ pub struct ControllerArgs {
     /// Run the propagation controller (one replica at a time leads; the webhook runs on all).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub controller: bool,
-    /// Namespace of the leader-election Lease.
+    /// credgate's own namespace, where its Leases live: the controller's
+    /// leader Lease and the existing-secret claims (credgate needs Lease
+    /// rights nowhere else).
     #[arg(
         long,
         env = "CREDGATE_LEADER_ELECTION_NAMESPACE",
-        default_value = "kube-system"
+        default_value = "credgate-system"
     )]
     pub leader_election_namespace: String,
 }

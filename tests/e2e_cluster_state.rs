@@ -191,11 +191,21 @@ fn existing_secret_rules(c: &Cluster) {
         &["apply", "--dry-run=server", "-f", "-"],
         Some(&backed(&ns, "reg-5", "pull-2")),
     );
-    let leases = c.kubectl_ok(&["get", "leases", "-n", &ns, "-o", "name"], None);
+    // Claims live in credgate's own namespace, none in the project's.
+    let leases = c.kubectl_ok(
+        &["get", "leases", "-n", "credgate-system", "-o", "name"],
+        None,
+    );
     assert!(
-        !leases.contains("pull-2"),
+        leases.contains(&format!("credgate-claim.{ns}.pull\n")),
+        "the claim on pull: {leases}"
+    );
+    assert!(
+        !leases.contains(&format!("credgate-claim.{ns}.pull-2")),
         "a dry-run wrote a claim: {leases}"
     );
+    let in_project = c.kubectl_ok(&["get", "leases", "-n", &ns, "-o", "name"], None);
+    assert!(in_project.trim().is_empty(), "{in_project}");
 
     // Renaming is fine; changing the backing secret is not.
     c.kubectl_ok(

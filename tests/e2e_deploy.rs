@@ -326,9 +326,14 @@ fn least_privilege(c: &Cluster) {
         &["watch", "namespaces"],
         &["watch", "pods", "-A"],
         &["list", "cronjobs.batch", "-A"],
-        &["create", "leases.coordination.k8s.io", "-n", "team-x"],
         &[
-            "patch",
+            "create",
+            "leases.coordination.k8s.io",
+            "-n",
+            "credgate-system",
+        ],
+        &[
+            "delete",
             "leases.coordination.k8s.io",
             "-n",
             "credgate-system",
@@ -355,7 +360,36 @@ fn least_privilege(c: &Cluster) {
             "credgate-system",
         ],
         &["impersonate", "users"],
+        // No Lease right outside its own namespace, whatever the verb.
+        &["get", "leases.coordination.k8s.io", "-n", "kube-system"],
+        &[
+            "create",
+            "leases.coordination.k8s.io",
+            "-n",
+            "kube-node-lease",
+        ],
+        &[
+            "update",
+            "leases.coordination.k8s.io",
+            "-n",
+            "kube-node-lease",
+        ],
         &["patch", "leases.coordination.k8s.io", "-n", "kube-system"],
+        &["delete", "leases.coordination.k8s.io", "-n", "team-x"],
+        &["list", "leases.coordination.k8s.io", "-A"],
+        &["watch", "leases.coordination.k8s.io", "-A"],
+        &[
+            "deletecollection",
+            "leases.coordination.k8s.io",
+            "-n",
+            "team-x",
+        ],
+        // Nothing on other webhook configurations.
+        &["get", "mutatingwebhookconfigurations/other"],
+        &["patch", "validatingwebhookconfigurations/other"],
+        &["delete", "validatingwebhookconfigurations/credgate"],
+        &["delete", "mutatingwebhookconfigurations/other"],
+        &["list", "validatingwebhookconfigurations"],
         &["get", "configmaps", "-n", "credgate-system"],
     ] {
         assert!(

@@ -3,8 +3,9 @@
 //! An existing Secret backs at most one credential. Two credgate replicas can
 //! receive two such credentials at the same moment, so an in-memory check
 //! alone would race. Instead a claim is a coordination.k8s.io Lease named after
-//! the existing Secret, in its namespace: creates are atomic, so exactly one
-//! credential wins. A claim whose credential is gone (deleted, or refused by a
+//! the existing Secret's namespace and name, in credgate's own namespace (so
+//! credgate needs no Lease rights anywhere else): creates are atomic, so
+//! exactly one credential wins. A claim whose credential is gone (deleted, or refused by a
 //! later admission step) is taken over once it is older than
 //! [`FRESH_CLAIM`]. Dry-run requests check but never write.
 
@@ -29,9 +30,15 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Label on claim Leases.
 pub const CLAIM_LABEL: &str = "credgate.run.ai/claim";
 
+/// Annotation on a claim Lease: the namespace of the claimed Secret (the
+/// Secret's name is in `run.ai/existing-secret`).
+pub const CLAIM_NAMESPACE: &str = "credgate.run.ai/claim-namespace";
+
 /// What is being claimed, and by whom.
 #[derive(Clone, Debug)]
 pub struct Claim<'a> {
+    /// credgate's own namespace, where the claim Leases live.
+    pub claims_namespace: &'a str,
     pub namespace: &'a str,
     pub existing_secret: &'a str,
     /// The credential Secret's name.
@@ -41,9 +48,10 @@ pub struct Claim<'a> {
     pub dry_run: bool,
 }
 
-/// The Lease name of a claim on `existing_secret`.
-pub fn lease_name(existing_secret: &str) -> String {
-    crate::model::copy::derived_name("credgate-claim.", existing_secret)
+/// The Lease name of a claim on `existing_secret` of `namespace` (namespace
+/// names hold no dot, so the first dot separates the two).
+pub fn lease_name(namespace: &str, existing_secret: &str) -> String {
+    crate::model::copy::derived_name("credgate-claim.", &format!("{namespace}.{existing_secret}"))
 }
 
 fn retry(message: impl std::fmt::Display) -> Deny {
@@ -116,8 +124,8 @@ pub async fn claim(client: &Client, c: &Claim<'_>) -> Result<(), Deny> {
     // The existing Secret's data is read for the shape check only and dropped here.
     drop(existing);
 
-    let leases: Api<Lease> = Api::namespaced(client.clone(), c.namespace);
-    let name = lease_name(c.existing_secret);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), c.claims_namespace);
+    let name = lease_name(c.namespace, c.existing_secret);
     for _ in 0..2 {
         if let Some(current) = call("read the claim", leases.get_opt(&name)).await? {
             let holder = current
@@ -164,13 +172,16 @@ pub async fn claim(client: &Client, c: &Claim<'_>) -> Result<(), Deny> {
         let lease = Lease {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
-                namespace: Some(c.namespace.to_owned()),
+                namespace: Some(c.claims_namespace.to_owned()),
                 labels: Some([(CLAIM_LABEL.to_owned(), "true".to_owned())].into()),
                 annotations: Some(
-                    [(
-                        annotation::EXISTING_SECRET.to_owned(),
-                        c.existing_secret.to_owned(),
-                    )]
+                    [
+                        (
+                            annotation::EXISTING_SECRET.to_owned(),
+                            c.existing_secret.to_owned(),
+                        ),
+                        (CLAIM_NAMESPACE.to_owned(), c.namespace.to_owned()),
+                    ]
                     .into(),
                 ),
                 ..ObjectMeta::default()
@@ -199,10 +210,17 @@ pub async fn claim(client: &Client, c: &Claim<'_>) -> Result<(), Deny> {
 /// over later).
 pub async fn release_deleted(
     client: Client,
+    claims_namespace: String,
     mut deleted: tokio::sync::mpsc::Receiver<crate::state::watch::ClaimRelease>,
 ) {
     while let Some(d) = deleted.recv().await {
-        let work = release(&client, &d.namespace, &d.existing_secret, &d.holder);
+        let work = release(
+            &client,
+            &claims_namespace,
+            &d.namespace,
+            &d.existing_secret,
+            &d.holder,
+        );
         match tokio::time::timeout(Duration::from_secs(10), work).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
@@ -215,15 +233,17 @@ pub async fn release_deleted(
     }
 }
 
-/// Removes the claim held by `holder` on `existing_secret` (after the credential is gone).
+/// Removes the claim held by `holder` on `existing_secret` of `namespace`
+/// (after the credential is gone).
 pub async fn release(
     client: &Client,
+    claims_namespace: &str,
     namespace: &str,
     existing_secret: &str,
     holder: &str,
 ) -> Result<(), kube::Error> {
-    let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
-    let name = lease_name(existing_secret);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), claims_namespace);
+    let name = lease_name(namespace, existing_secret);
     let Some(current) = leases.get_opt(&name).await? else {
         return Ok(());
     };
@@ -315,17 +335,26 @@ mod tests {
 
     #[test]
     fn lease_names_are_valid_and_stable() {
-        assert_eq!(lease_name("pull"), "credgate-claim.pull");
+        assert_eq!(lease_name("team-a", "pull"), "credgate-claim.team-a.pull");
+        assert_ne!(
+            lease_name("team-a", "pull"),
+            lease_name("team-b", "pull"),
+            "one claim per namespace and Secret"
+        );
         let long = vec!["a".repeat(63); 4].join(".")[..253]
             .trim_end_matches('.')
             .to_owned();
         assert!(crate::model::credential::is_dns_subdomain(&long));
-        let name = lease_name(&long);
+        let ns = "n".repeat(63);
+        let name = lease_name(&ns, &long);
         assert!(
             name.len() <= 253 && crate::model::credential::is_dns_subdomain(&name),
             "{name}"
         );
-        assert_eq!(name, lease_name(&long));
-        assert_ne!(name, lease_name(&format!("{}b", &long[..long.len() - 1])));
+        assert_eq!(name, lease_name(&ns, &long));
+        assert_ne!(
+            name,
+            lease_name(&ns, &format!("{}b", &long[..long.len() - 1]))
+        );
     }
 }

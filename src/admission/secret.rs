@@ -233,6 +233,7 @@ impl Admission {
             .scope(&self.settings.credentials_namespace)
             .map_err(|e| Deny(e.to_string()))?;
         let claim = Claim {
+            claims_namespace: &self.settings.own_namespace,
             namespace: meta.namespace,
             existing_secret: existing,
             holder: meta.name,

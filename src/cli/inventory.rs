@@ -402,7 +402,7 @@ mod tests {
         let settings = Settings {
             credentials_namespace: "runai".into(),
             controller_identity: "credgate".into(),
-            propagation: true,
+            ..Settings::default()
         };
         let listing = Listing {
             namespaces: vec![

@@ -132,6 +132,7 @@ impl ClusterArgs {
                 credentials_namespace: self.credentials_namespace.clone(),
                 controller_identity: String::new(),
                 propagation: false,
+                own_namespace: String::new(),
             },
             namespace: self.namespace.clone(),
         })

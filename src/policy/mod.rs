@@ -29,6 +29,8 @@ pub struct Settings {
     /// A propagation controller runs (`--controller`): only then do wider
     /// credentials get the copies' finalizer, which only it removes.
     pub propagation: bool,
+    /// credgate's own namespace: its leader Lease and the existing-secret claims.
+    pub own_namespace: String,
 }
 
 impl Default for Settings {
@@ -37,6 +39,7 @@ impl Default for Settings {
             credentials_namespace: "runai".to_owned(),
             controller_identity: "system:serviceaccount:credgate-system:credgate".to_owned(),
             propagation: true,
+            own_namespace: "credgate-system".to_owned(),
         }
     }
 }
