@@ -31,6 +31,10 @@ fn main() {
             ),
             ("in_use_credentials_cannot_be_deleted", in_use_deletion),
             (
+                "a_project_namespace_with_800_credentials_is_deleted_within_60_s",
+                namespace_deletion,
+            ),
+            (
                 "rules_hold_after_a_restart_and_deny_before_sync",
                 restart_and_unsynced,
             ),
@@ -607,5 +611,54 @@ fn restart_and_unsynced(c: &Cluster) {
                 .status
                 .success()
         },
+    );
+}
+
+/// Issue 16: deleting a project namespace that holds 800 credentials, one in
+/// use by a pod, completes in under 60 s: in a namespace being deleted, a
+/// credential DELETE is allowed at once, with no rule and no API call.
+fn namespace_deletion(c: &Cluster) {
+    const CREDENTIALS: usize = 800;
+    let ns = c.namespace("bulk", &[("runai/queue", "bulk")]);
+    let all: String = (0..CREDENTIALS)
+        .map(|i| format!("---\n{}", generic(&ns, &format!("cred-{i}"), "", "")))
+        .collect();
+    c.kubectl_ok(&["apply", "-f", "-"], Some(&all));
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: user\n  namespace: {ns}\n  annotations: {{run.ai/credentials-env: \"T=cred-0:token\"}}\nspec:\n  containers: [{{name: main, image: busybox}}]\n"
+    );
+    c.kubectl_ok(&["apply", "-f", "-"], Some(&pod));
+    // The control: outside a deletion, the credential in use cannot go.
+    let refused = c.kubectl(
+        &["delete", "secret", "cred-0", "-n", &ns, "--dry-run=server"],
+        None,
+    );
+    assert!(
+        stderr(&refused).contains("in use by"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let started = std::time::Instant::now();
+    c.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"], None);
+    eventually(
+        120,
+        "the namespace with 800 credentials to be deleted",
+        || {
+            let out = c.kubectl(&["get", "namespace", &ns, "-o", "name"], None);
+            !out.status.success() && stderr(&out).contains("NotFound")
+        },
+    );
+    let took = started.elapsed();
+    println!(
+        "a project namespace with {CREDENTIALS} credentials (one in use by a pod) was deleted in {took:?}"
+    );
+    cluster::report(
+        "namespace_deletion",
+        serde_json::json!({"credentials": CREDENTIALS, "seconds": took.as_secs_f64()}),
+    );
+    assert!(
+        took < std::time::Duration::from_secs(60),
+        "deleting the namespace took {took:?}"
     );
 }

@@ -27,6 +27,10 @@ fn main() {
                 least_privilege,
             ),
             (
+                "helm_uninstall_runs_credgate_uninstall_first",
+                uninstall_hook,
+            ),
+            (
                 "with_credgate_down_only_what_it_guards_is_refused",
                 credgate_down,
             ),
@@ -75,15 +79,81 @@ fn kustomize(c: &Cluster, dir: &str) -> String {
     )
 }
 
+/// The chart's objects, without its hooks (which only `helm uninstall` runs).
 fn helm_template(namespace: &str, set: &[&str]) -> String {
+    helm_render(namespace, set, false)
+}
+
+fn helm_render(namespace: &str, set: &[&str], hooks: bool) -> String {
     let mut cmd = Command::new(helm());
     cmd.args(["template", "credgate"])
         .arg(repo().join("manifests/helm/credgate"))
         .args(["-n", namespace]);
+    if !hooks {
+        cmd.arg("--no-hooks");
+    }
     for s in set {
         cmd.args(["--set", s]);
     }
     run(&mut cmd)
+}
+
+/// Issue 16: `helm uninstall` runs `credgate uninstall --yes` first, as a
+/// pre-delete hook Job with its own ServiceAccount, which may delete only
+/// credgate's webhook configurations and its claims, and list, patch and
+/// delete Secrets. The API server accepts the objects (server dry run; the
+/// development cluster runs no pods, so the Job itself cannot run here:
+/// `e2e_uninstall` runs the same command).
+fn uninstall_hook(c: &Cluster) {
+    let all = objects(c, &helm_render("credgate-system", &[], true));
+    let hooks: BTreeMap<_, _> = all
+        .into_iter()
+        .filter(|(_, o)| o["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete")
+        .collect();
+    let kinds: BTreeSet<&str> = hooks.keys().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from([
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Job",
+            "Role",
+            "RoleBinding",
+            "ServiceAccount"
+        ])
+    );
+    let job = &hooks[&("Job".into(), "credgate-uninstall".into())];
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "credgate-uninstall");
+    assert_eq!(
+        pod["containers"][0]["args"],
+        serde_json::json!([
+            "uninstall",
+            "--yes",
+            "--credgate-namespace=credgate-system",
+            "--scale-down=credgate"
+        ])
+    );
+    let rules = hooks[&("ClusterRole".into(), "credgate-uninstall".into())]["rules"].to_string();
+    for narrow in [
+        r#""resourceNames":["credgate"]"#,
+        r#""verbs":["list","delete","patch"]"#,
+    ] {
+        assert!(rules.contains(narrow), "{narrow}: {rules}");
+    }
+    let yaml: String = hooks
+        .values()
+        .map(|o| format!("---\n{}", serde_yaml_ng::to_string(o).unwrap()))
+        .collect();
+    server_dry_run(c, &yaml);
+    let off = objects(
+        c,
+        &helm_render("credgate-system", &["uninstallHook.enabled=false"], true),
+    );
+    assert!(
+        !off.contains_key(&("Job".into(), "credgate-uninstall".into())),
+        "uninstallHook.enabled=false renders no hook"
+    );
 }
 
 /// The objects of a YAML stream, keyed by kind and name.

@@ -65,9 +65,25 @@ fn uninstall(c: &Cluster) {
 
     // credgate stops first (its Deployment deleted or scaled to 0), so that its
     // controller does not copy again what uninstall removes; its webhooks,
-    // which fail closed, are still registered.
+    // which fail closed, are still registered. `--scale-down` does that for a
+    // Deployment (the chart's hook passes it): here a stand-in Deployment
+    // `credgate`, whose pod the ReplicaSet controller makes and removes (the
+    // development cluster runs no pods), and the process itself.
+    let stand_in = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: credgate, namespace: credgate-system}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: stand-in}}\n  template:\n    metadata: {labels: {app: stand-in}}\n    spec:\n      securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}\n      containers: [{name: c, image: busybox, securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}}]\n";
+    c.kubectl_ok(&["apply", "-f", "-"], Some(stand_in));
+    c.kubectl_ok(
+        &[
+            "wait",
+            "-n",
+            "credgate-system",
+            "deployment/credgate",
+            "--for=jsonpath={.status.replicas}=1",
+            "--timeout=60s",
+        ],
+        None,
+    );
     c.stop_credgate();
-    let done = credgate(c, &["uninstall", "--yes"]);
+    let done = credgate(c, &["uninstall", "--yes", "--scale-down=credgate"]);
     let out = String::from_utf8_lossy(&done.stdout);
     assert!(
         done.status.success(),
@@ -101,6 +117,13 @@ fn uninstall(c: &Cluster) {
     assert!(
         credential["metadata"]["annotations"]["run.ai/status"].is_null(),
         "{credential}"
+    );
+    let stand_in = c.kubectl_json(&["get", "deployment", "credgate", "-n", "credgate-system"]);
+    assert_eq!(stand_in["spec"]["replicas"], 0, "{stand_in}");
+    assert!(
+        stand_in["status"]["replicas"].as_i64().unwrap_or(0) == 0,
+        "uninstall waited for the pods to go: {}",
+        stand_in["status"]
     );
     // Nothing waits for credgate any more.
     c.kubectl_ok(

@@ -67,6 +67,8 @@ pub enum CliError {
     Output(#[from] std::io::Error),
     #[error("uninstall not confirmed: {0}")]
     Confirm(String),
+    #[error("credgate could not be stopped first: {0}")]
+    NotStopped(String),
 }
 
 /// How to reach the cluster, shared by every CLI command.

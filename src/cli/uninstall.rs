@@ -29,6 +29,14 @@ pub struct UninstallArgs {
     /// The webhook configurations to remove (validating and mutating).
     #[arg(long, default_value = "credgate")]
     pub webhook_config: Vec<String>,
+    /// credgate's own namespace, where its existing-secret claims live.
+    #[arg(long, default_value = "credgate-system")]
+    pub credgate_namespace: String,
+    /// First scale this Deployment of credgate's namespace to 0 and wait for
+    /// its pods to go (a running controller would copy the credentials and
+    /// add its finalizer again). The Helm pre-delete hook passes `credgate`.
+    #[arg(long, value_name = "DEPLOYMENT")]
+    pub scale_down: Option<String>,
     /// Do it without asking (required when there is no terminal).
     #[arg(long)]
     pub yes: bool,
@@ -57,13 +65,47 @@ impl UninstallArgs {
                 return Err(CliError::Confirm("nothing was changed".into()));
             }
         }
-        let report = uninstall(&conn, &self.webhook_config).await?;
+        if let Some(deployment) = &self.scale_down {
+            scale_down(&conn, &self.credgate_namespace, deployment).await?;
+        }
+        let report = uninstall(&conn, &self.webhook_config, &self.credgate_namespace).await?;
         println!("{report}");
         Ok(())
     }
 }
 
-async fn uninstall(conn: &Connection, configs: &[String]) -> Result<String, CliError> {
+/// Scales `deployment` to 0 and waits (at most 2 minutes) until it runs no pod.
+async fn scale_down(conn: &Connection, namespace: &str, deployment: &str) -> Result<(), CliError> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let deployments: Api<Deployment> = Api::namespaced(conn.client.clone(), namespace);
+    let zero = serde_json::json!({"spec": {"replicas": 0}});
+    deployments
+        .patch_scale(deployment, &PatchParams::default(), &Patch::Merge(&zero))
+        .await
+        .map_err(|e| conn.error(format!("scale Deployment {namespace}/{deployment} to 0"), e))?;
+    let stopped = kube::runtime::wait::await_condition(
+        deployments.clone(),
+        deployment,
+        |d: Option<&Deployment>| {
+            d.is_none_or(|d| d.status.as_ref().and_then(|s| s.replicas).unwrap_or(0) == 0)
+        },
+    );
+    match tokio::time::timeout(std::time::Duration::from_secs(120), stopped).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(CliError::NotStopped(format!(
+            "could not watch Deployment {namespace}/{deployment} scale down: {e}; nothing else was changed"
+        ))),
+        Err(_) => Err(CliError::NotStopped(format!(
+            "Deployment {namespace}/{deployment} still runs pods after 2 minutes; nothing else was changed"
+        ))),
+    }
+}
+
+async fn uninstall(
+    conn: &Connection,
+    configs: &[String],
+    credgate_namespace: &str,
+) -> Result<String, CliError> {
     let gone = |r: kube::Result<()>| match r {
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         other => other,
@@ -154,20 +196,20 @@ async fn uninstall(conn: &Connection, configs: &[String]) -> Result<String, CliE
         .map_err(|e| conn.error(format!("release credential {ns}/{name}"), e))?;
         released += 1;
     }
-    let leases: Api<Lease> = Api::all(conn.client.clone());
+    let leases: Api<Lease> = Api::namespaced(conn.client.clone(), credgate_namespace);
     let claims = leases
         .list_metadata(&ListParams::default().labels(&format!("{CLAIM_LABEL}=true")))
         .await
         .map_err(|e| conn.error("list existing-secret claims", e))?;
     for claim in &claims.items {
-        let (ns, name) = (claim.namespace().unwrap_or_default(), claim.name_any());
+        let name = claim.name_any();
         gone(
-            Api::<Lease>::namespaced(conn.client.clone(), &ns)
+            leases
                 .delete(&name, &DeleteParams::default())
                 .await
                 .map(drop),
         )
-        .map_err(|e| conn.error(format!("delete claim {ns}/{name}"), e))?;
+        .map_err(|e| conn.error(format!("delete claim {credgate_namespace}/{name}"), e))?;
     }
     Ok(format!(
         "uninstalled: webhook configurations {} removed; {deleted} managed copies deleted; {released} credentials released; {} claims deleted; the credentials stay",
