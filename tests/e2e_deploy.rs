@@ -391,6 +391,7 @@ fn least_privilege(c: &Cluster) {
 
     for needed in [
         &["list", "secrets", "-A"][..],
+        &["create", "subjectaccessreviews.authorization.k8s.io"],
         &["create", "secrets", "-n", "team-x"],
         &["delete", "secrets", "-n", "team-x"],
         &["watch", "namespaces"],

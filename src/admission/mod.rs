@@ -20,6 +20,7 @@ use crate::state::index::Index;
 
 pub mod claims;
 mod pod;
+pub mod rights;
 mod secret;
 mod workload;
 
@@ -78,8 +79,11 @@ pub struct Outcome {
 pub struct Admission {
     settings: Settings,
     index: SharedIndex,
-    /// For the rules that must ask the API server (existing-secret claims).
+    /// For the rules that must ask the API server (existing-secret claims,
+    /// rights per scope).
     client: Option<kube::Client>,
+    /// The API server's recent positive answers on rights per scope.
+    rights: std::sync::Arc<rights::Rights>,
 }
 
 impl Admission {
@@ -88,6 +92,7 @@ impl Admission {
             settings,
             index,
             client,
+            rights: std::sync::Arc::default(),
         }
     }
 
@@ -485,6 +490,46 @@ mod tests {
         assert!(message.contains(needle), "{answer}");
         let took = started.elapsed();
         assert!(took < crate::state::recent::GRACE, "{took:?}");
+    }
+
+    /// Issue 21: a department credential needs the requester's right on its
+    /// scope; when the API server cannot answer, the write is refused with a
+    /// message to retry (fail closed), and a project credential is not asked.
+    #[tokio::test]
+    async fn rights_per_scope_fail_closed() {
+        let admission = Admission::new(
+            Settings::default(),
+            std::sync::Arc::new(std::sync::RwLock::new(
+                crate::policy::resolve::tests::index(),
+            )),
+            Some(fake_api(None)),
+        );
+        let mut request = secret_request(
+            "CREATE",
+            json!({"metadata": {"name": "d1-token", "namespace": "runai",
+                "labels": {"run.ai/resource": "generic", "run.ai/department": "d1"}},
+                "stringData": {"token": "t"}}),
+        );
+        request["namespace"] = json!("runai");
+        request["name"] = json!("d1-token");
+        let answer = response(&admission.review(Endpoint::Validate, &review(request)).await);
+        assert_eq!(answer["allowed"], false, "{answer}");
+        let message = answer["status"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("could not ask the API server whether \"alice\" may create credentials of department \"d1\"")
+                && message.contains("retry"),
+            "{message}"
+        );
+        let project = secret_request(
+            "CREATE",
+            json!({"metadata": {"name": "reg", "namespace": "team-a",
+                "labels": {"run.ai/resource": "generic"}}, "stringData": {"token": "t"}}),
+        );
+        let answer = response(&admission.review(Endpoint::Validate, &review(project)).await);
+        assert_eq!(
+            answer["allowed"], true,
+            "no API call for a project credential: {answer}"
+        );
     }
 
     /// Issue 15: a record makes the other decision wait for the watch; only

@@ -12,7 +12,7 @@ use tracing::warn;
 use super::claims::{self, Claim};
 use super::{Admission, Endpoint, change, typed};
 use crate::model::credential::{annotation, secret_meta};
-use crate::policy::{Allow, Change, Deny, Operation, Verdict, mutate, validate};
+use crate::policy::{Allow, Change, Deny, Operation, Verdict, mutate, rights, validate};
 use crate::state::index::Index;
 use crate::state::live;
 use crate::state::recent::Doomed;
@@ -47,6 +47,14 @@ impl Admission {
                 // wedges) the namespace controller.
                 if change.operation == Operation::Delete && self.terminating(change.namespace) {
                     return (Ok(Allow::default()), Vec::new());
+                }
+                // Rights per scope first: a write the requester may not make
+                // leaves no record and no claim.
+                let needed = rights::required(&self.settings, &change);
+                if let (false, Some(client)) = (needed.is_empty(), &self.client)
+                    && let Err(deny) = self.rights.check(client, &req.user_info, &needed).await
+                {
+                    return (Err(deny), Vec::new());
                 }
                 let (verdict, noted) = self.decide_on_snapshot(&change, req.dry_run);
                 let verdict = match (verdict, noted) {

@@ -97,6 +97,11 @@ pub struct Credential {
 }
 
 impl Credential {
+    /// The scope, when the labels describe a valid one.
+    pub fn scope_value(&self) -> Option<&Scope> {
+        self.scope_value.as_ref()
+    }
+
     /// The row of the credentials table.
     pub fn row(&self) -> Row {
         let users = |usage: Usage| {

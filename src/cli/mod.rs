@@ -7,6 +7,7 @@
 //! as far as the user may list them. Errors are one line that says what to do.
 
 pub mod inventory;
+mod mine;
 pub mod table;
 pub mod uninstall;
 
@@ -415,6 +416,11 @@ pub struct ListArgs {
     /// spreadsheet does not run it as a formula.
     #[arg(long)]
     pub raw_csv: bool,
+    /// Only the credentials you may change: Secret rights in their namespace
+    /// and, for cluster and department credentials, the right on their scope
+    /// (asked of the API server with SelfSubjectAccessReviews).
+    #[arg(long)]
+    pub mine: bool,
 }
 
 impl ListArgs {
@@ -472,7 +478,10 @@ impl ListArgs {
         columns: &[Column],
         first: bool,
     ) -> Result<(), CliError> {
-        let (credentials, _) = conn.credentials().await?;
+        let (mut credentials, _) = conn.credentials().await?;
+        if self.mine {
+            credentials = mine::filter(conn, credentials).await?;
+        }
         let rows = query.apply(credentials.iter().map(Credential::row).collect());
         let stdout = std::io::stdout();
         let terminal = stdout.is_terminal();

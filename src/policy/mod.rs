@@ -14,6 +14,7 @@
 pub mod mutate;
 pub mod patch;
 pub mod resolve;
+pub mod rights;
 pub mod validate;
 
 use k8s_openapi::api::core::v1::Secret;
