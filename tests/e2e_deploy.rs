@@ -202,6 +202,8 @@ fn rendered_objects(c: &Cluster) {
         "Service",
         "PodDisruptionBudget",
         "NetworkPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
         "ValidatingWebhookConfiguration",
         "MutatingWebhookConfiguration",
     ] {
@@ -466,6 +468,47 @@ fn least_privilege(c: &Cluster) {
         assert!(
             !can(c, refused),
             "credgate must not be allowed: {refused:?}"
+        );
+    }
+
+    // Secrets: RBAC must grant them cluster-wide (copies go into project
+    // namespaces as they appear), so the ValidatingAdmissionPolicy
+    // credgate-secret-writes (applied by the dev cluster from manifests/base)
+    // refuses credgate's writes anywhere else, such as kube-system.
+    let probe = |ns: &str| {
+        c.kubectl(
+            &[
+                "create",
+                "secret",
+                "generic",
+                "probe",
+                "-n",
+                ns,
+                "--from-literal=k=v",
+                "--dry-run=server",
+                "--as",
+                SA,
+            ],
+            None,
+        )
+    };
+    for ns in ["kube-system", "kube-node-lease", "default"] {
+        let out = probe(ns);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && err.contains("credgate writes Secrets only in project namespaces"),
+            "a Secret write by credgate in {ns}: {err}"
+        );
+    }
+    let project = c.namespace("writes", &[("runai/queue", "writes")]);
+    let _ = c.kubectl(&["create", "namespace", "runai"], None);
+    for ns in [project.as_str(), "runai", "credgate-system"] {
+        let out = probe(ns);
+        assert!(
+            out.status.success(),
+            "a Secret write by credgate in {ns}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }
