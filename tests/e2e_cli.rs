@@ -453,6 +453,54 @@ fn rename(c: &Cluster) {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("pr-generic"), "{stderr}");
+    // A description alone needs no --to.
+    ok(credgate(
+        c,
+        &["rename", "renamed", "--description", "only this"],
+    ));
+    let rows = by_name(&ok(credgate(c, &["list", "-o", "json", "-n", &f.project])));
+    assert_eq!(rows["renamed"]["description"], "only this");
+    // Issue 17: while a Deployment names it, a rename is refused like a
+    // DELETE, naming the Deployment; the DELETE stays refused too.
+    let deployment = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {}}}\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata:\n      labels: {{app: web}}\n      annotations: {{run.ai/credentials-env-from: renamed}}\n    spec: {{containers: [{{name: c, image: busybox}}]}}\n",
+        f.project
+    );
+    c.kubectl_ok(&["apply", "-f", "-"], Some(&deployment));
+    cluster::eventually(30, "credgate to index the Deployment", || {
+        let probe = [
+            "annotate",
+            "--overwrite",
+            "secret",
+            "to-rename",
+            "-n",
+            &f.project,
+            "run.ai/name=gone",
+            "--dry-run=server",
+        ];
+        !c.kubectl(&probe, None).status.success()
+    });
+    let refused = credgate(c, &["rename", "renamed", "--to", "gone"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && stderr.contains("cannot be renamed to \"gone\"")
+            && stderr.contains("Deployment/"),
+        "{stderr}"
+    );
+    let delete = c.kubectl(
+        &[
+            "delete",
+            "secret",
+            "to-rename",
+            "-n",
+            &f.project,
+            "--dry-run=server",
+        ],
+        None,
+    );
+    assert!(!delete.status.success(), "the DELETE is still refused");
+    c.kubectl_ok(&["delete", "deployment", "web", "-n", &f.project], None);
 }
 
 fn watch(c: &Cluster) {

@@ -151,6 +151,31 @@ fn valid_credential_is_stamped(c: &Cluster) {
     assert_eq!(annotations["run.ai/created-by"], USER);
     assert_eq!(annotations["run.ai/registries"], "docker.io");
 
+    // Issue 17: an existing Secret labelled in place, as the older seed says,
+    // is stamped like a created one.
+    c.kubectl_ok(
+        &["apply", "--as", USER, "-f", "-"],
+        Some(&manifest.replace("name: registry", "name: in-place")),
+    );
+    c.kubectl_ok(
+        &[
+            "label",
+            "--as",
+            USER,
+            "secret",
+            "in-place",
+            "-n",
+            &ns,
+            "run.ai/resource=docker-registry",
+        ],
+        None,
+    );
+    let in_place = c.runtime.block_on(secrets.get("in-place")).unwrap();
+    let annotations = in_place.metadata.annotations.unwrap();
+    assert_eq!(annotations["run.ai/created-by"], USER);
+    assert_eq!(annotations["run.ai/status"], "No issues found");
+    assert_eq!(annotations["run.ai/registries"], "docker.io");
+
     // Created through kube-rs by the admin: stamped with the admin.
     let s3: Secret = serde_json::from_value(json!({
         "metadata": {"name": "s3", "labels": {"run.ai/resource": "access-key"}, "annotations": {"run.ai/created-by": "admin"}},

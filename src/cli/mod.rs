@@ -627,10 +627,11 @@ fn indent(s: &str) -> String {
 pub struct RenameArgs {
     /// The credential's current name (`run.ai/name`) or its Secret's name.
     pub credential: String,
-    /// The new credential name.
-    #[arg(long)]
-    pub to: String,
-    /// A new description too.
+    /// The new credential name (credgate refuses it while workloads name the
+    /// credential by its current name, and lists them).
+    #[arg(long, required_unless_present = "description")]
+    pub to: Option<String>,
+    /// A new description (with or without --to).
     #[arg(long)]
     pub description: Option<String>,
     #[command(flatten)]
@@ -642,7 +643,9 @@ impl RenameArgs {
         let conn = self.cluster.connect().await?;
         let (credential, _) = conn.find(&self.credential).await?;
         let mut annotations = serde_json::Map::new();
-        annotations.insert(annotation::NAME.into(), self.to.clone().into());
+        if let Some(to) = &self.to {
+            annotations.insert(annotation::NAME.into(), to.clone().into());
+        }
         if let Some(d) = &self.description {
             annotations.insert(annotation::DESCRIPTION.into(), d.clone().into());
         }
@@ -655,12 +658,19 @@ impl RenameArgs {
         )
         .await
         .map_err(|e| conn.error(format!("rename credential {:?}", credential.name), e))?;
-        println!(
-            "credential {:?} is now {:?} (Secret {})",
-            credential.name,
-            self.to,
-            credential.secret_path()
-        );
+        match &self.to {
+            Some(to) => println!(
+                "credential {:?} is now {:?} (Secret {})",
+                credential.name,
+                to,
+                credential.secret_path()
+            ),
+            None => println!(
+                "credential {:?}: description changed (Secret {})",
+                credential.name,
+                credential.secret_path()
+            ),
+        }
         Ok(())
     }
 }

@@ -6,7 +6,7 @@ use json_patch::PatchOperation;
 use k8s_openapi::api::core::v1::Secret;
 
 use crate::model::credential::secret_meta;
-use crate::model::credential::{CredentialType, annotation};
+use crate::model::credential::{CredentialType, annotation, label};
 use crate::model::dockerconfig;
 use crate::policy::patch;
 use crate::policy::validate::{DOCKER_CONFIG_JSON_KEY, credential_type};
@@ -28,35 +28,47 @@ pub fn secret(
     }
     let mut wanted = Vec::new();
     let mut ops = Vec::new();
-    match change.operation {
-        Operation::Create => {
-            wanted.push((annotation::CREATED_BY, change.user.to_owned()));
-            // Project credentials need no copies: valid means ready. Wider ones
-            // are "Creating…" until the controller has copied them.
-            let status = match meta.scope(&settings.credentials_namespace) {
-                Ok(crate::model::credential::Scope::Project) => {
-                    crate::model::credential::status::NO_ISSUES
-                }
-                _ => crate::model::credential::status::CREATING,
-            };
-            wanted.push((annotation::STATUS, status.to_owned()));
-            // A wider credential keeps its copies' finalizer from birth: a pod
-            // may get a copy before the controller (on the leader) has seen
-            // the credential, and a DELETE must still wait for the copies to go.
-            if status == crate::model::credential::status::CREATING && settings.propagation {
-                ops.extend(finalizer(object));
-            }
-        }
-        Operation::Update => {
-            // `kubectl replace` drops annotations the server added: keep the stamp.
-            let old_stamp = change.old_object.and_then(|old| {
-                secret_meta(old, change.namespace).annotation(annotation::CREATED_BY)
-            });
-            if let (Some(old), None) = (old_stamp, meta.annotation(annotation::CREATED_BY)) {
-                wanted.push((annotation::CREATED_BY, old.to_owned()));
-            }
-        }
+    // An UPDATE that makes a Secret a credential (it gains `run.ai/resource`,
+    // or the legacy marker) is stamped like a CREATE.
+    let born = match change.operation {
+        Operation::Create => true,
+        Operation::Update => change.old_object.is_none_or(|old| {
+            let old = secret_meta(old, change.namespace);
+            !old.is_credential()
+                || (old.label(label::RESOURCE).is_none() && meta.label(label::RESOURCE).is_some())
+        }),
         Operation::Delete | Operation::Connect => return Vec::new(),
+    };
+    if born {
+        // The requester made it a credential; an UPDATE keeps a stamp it already has.
+        if change.operation == Operation::Create
+            || meta.annotation(annotation::CREATED_BY).is_none()
+        {
+            wanted.push((annotation::CREATED_BY, change.user.to_owned()));
+        }
+        // Project credentials need no copies: valid means ready. Wider ones
+        // are "Creating…" until the controller has copied them.
+        let status = match meta.scope(&settings.credentials_namespace) {
+            Ok(crate::model::credential::Scope::Project) => {
+                crate::model::credential::status::NO_ISSUES
+            }
+            _ => crate::model::credential::status::CREATING,
+        };
+        wanted.push((annotation::STATUS, status.to_owned()));
+        // A wider credential keeps its copies' finalizer from birth: a pod
+        // may get a copy before the controller (on the leader) has seen
+        // the credential, and a DELETE must still wait for the copies to go.
+        if status == crate::model::credential::status::CREATING && settings.propagation {
+            ops.extend(finalizer(object));
+        }
+    } else {
+        // `kubectl replace` drops annotations the server added: keep the stamp.
+        let old_stamp = change
+            .old_object
+            .and_then(|old| secret_meta(old, change.namespace).annotation(annotation::CREATED_BY));
+        if let (Some(old), None) = (old_stamp, meta.annotation(annotation::CREATED_BY)) {
+            wanted.push((annotation::CREATED_BY, old.to_owned()));
+        }
     }
     if credential_type(object, &meta) == Ok(CredentialType::DockerRegistry)
         && let Some(config) = SecretData(object).get(DOCKER_CONFIG_JSON_KEY)
@@ -220,6 +232,39 @@ mod tests {
         assert_eq!(
             patched.metadata.annotations.unwrap()["run.ai/created-by"],
             "alice"
+        );
+    }
+
+    /// Issue 17: labelling an existing Secret as a credential (or adding
+    /// `run.ai/resource` to a legacy one) stamps it like a CREATE.
+    #[test]
+    fn an_update_that_makes_a_credential_is_stamped_like_a_create() {
+        let mut plain = docker_secret(Value::Null);
+        plain.metadata.labels = None;
+        let mut legacy = docker_secret(Value::Null);
+        legacy.metadata.labels =
+            Some([("run.ai/credentials".to_owned(), "true".to_owned())].into());
+        let labelled = docker_secret(Value::Null);
+        for before in [&plain, &legacy] {
+            let mut c = change(Operation::Update, &labelled, Some(before));
+            c.user = "bob";
+            let got = apply(&labelled, secret(&Settings::default(), &c))
+                .metadata
+                .annotations
+                .unwrap();
+            assert_eq!(got["run.ai/created-by"], "bob");
+            assert_eq!(got["run.ai/status"], "No issues found");
+            assert_eq!(got["run.ai/registries"], "docker.io,ghcr.io");
+        }
+        // An UPDATE of what was already a typed credential sets no new stamp or status.
+        let c = change(Operation::Update, &labelled, Some(&labelled));
+        let got = apply(&labelled, secret(&Settings::default(), &c))
+            .metadata
+            .annotations
+            .unwrap_or_default();
+        assert!(
+            !got.contains_key("run.ai/created-by") && !got.contains_key("run.ai/status"),
+            "{got:?}"
         );
     }
 

@@ -79,6 +79,9 @@ pub fn secret(settings: &Settings, index: &Index, change: &Change<'_, Secret>) -
                 None => created_by_is_requester(&meta, change.user).map_err(context)?,
             }
             synced(index)?;
+            if let Some(old) = old {
+                renamed(index, &secret_meta(old, change.namespace), &meta, &scope)?;
+            }
             let mut allow = Allow::default();
             placement(settings, index, &meta, &scope, &mut allow).map_err(context)?;
             unique_name(settings, index, &meta, &scope, &mut allow).map_err(context)?;
@@ -394,6 +397,34 @@ fn in_use(settings: &Settings, index: &Index, workloads: &Index, meta: &Meta<'_>
         "{what} is in use by {total} workload{}: {}{}; remove these references (or delete the workloads) first",
         if total == 1 { "" } else { "s" },
         listed.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )))
+}
+
+/// A change of `run.ai/name` while workloads name the credential by its old
+/// name breaks them, and would let the credential be deleted under them: it is
+/// refused like a DELETE, listing them. References by Secret name
+/// (imagePullSecrets, volumes) do not change and do not count.
+fn renamed(index: &Index, old: &Meta<'_>, new: &Meta<'_>, scope: &Scope) -> Result<(), Deny> {
+    let (from, to) = (old.credential_name(), new.credential_name());
+    if from == to {
+        return Ok(());
+    }
+    let namespaces = index.visible_in(scope, old.namespace);
+    let users = index.users(&namespaces, None, Some(from), USERS_LISTED);
+    if users.total == 0 {
+        return Ok(());
+    }
+    let more = users.total.saturating_sub(users.first.len());
+    Err(Deny(format!(
+        "credential {from:?} cannot be renamed to {to:?}: it is in use by {} workload{} that name it: {}{}; change those references first, or keep the name",
+        users.total,
+        if users.total == 1 { "" } else { "s" },
+        users.first.join(", "),
         if more > 0 {
             format!(" and {more} more")
         } else {
@@ -1218,6 +1249,49 @@ mod tests {
         let mut plain = credential.clone();
         plain.metadata.labels = None;
         assert!(decide_with(&index, Operation::Delete, None, Some(&plain)).is_ok());
+    }
+
+    /// Issue 17: a rename of a credential that workloads name by its old name
+    /// is refused like a DELETE, listing them; a rename no one depends on, or
+    /// any other change, is allowed.
+    #[test]
+    fn rename_of_a_credential_in_use() {
+        use crate::model::workload::{Reference, Usage, WorkloadKind};
+        let mut index = index_with(&[(
+            "team-a",
+            "reg",
+            json!({"metadata": {"annotations": {"run.ai/name": "registry"}}}),
+        )]);
+        let old = secret(json!({"metadata": {"annotations": {"run.ai/name": "registry"}}}));
+        let renamed = secret(json!({"metadata": {"annotations": {"run.ai/name": "gone"}}}));
+        let described = secret(
+            json!({"metadata": {"annotations": {"run.ai/name": "registry", "run.ai/description": "new"}}}),
+        );
+        let decide = |index: &Index, object: &Secret| {
+            let change = Change {
+                operation: Operation::Update,
+                user: USER,
+                namespace: "team-a",
+                object: Some(object),
+                old_object: Some(&old),
+            };
+            super::secret(&Settings::default(), index, &change)
+        };
+        assert_verdict("rename, unused", decide(&index, &renamed), Ok(()));
+        index.set_workload(
+            WorkloadKind::Deployment,
+            "team-a",
+            "web",
+            [Reference::Credential("registry".into(), Usage::Environment)],
+        );
+        assert_verdict(
+            "rename, in use",
+            decide(&index, &renamed),
+            Err(
+                "credential \"registry\" cannot be renamed to \"gone\": it is in use by 1 workload that name it: Deployment/team-a/web",
+            ),
+        );
+        assert_verdict("other change, in use", decide(&index, &described), Ok(()));
     }
 
     #[test]
