@@ -39,6 +39,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         controller_identity: args.policy.controller_identity.clone(),
         propagation: args.controller.controller,
         own_namespace: args.controller.leader_election_namespace.clone(),
+        in_use_finalizer: args.controller.in_use_finalizer,
     };
     let metrics = Arc::new(Metrics::default());
     let client = kube::Client::try_default().await.context(
@@ -56,7 +57,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let health = Arc::new(Health::default());
     let index = watch::new_index(&health);
-    let admission = Admission::new(settings, index.clone(), Some(client.clone()));
+    let admission = Admission::new(settings.clone(), index.clone(), Some(client.clone()));
     let server = Server::bind(args.server.options(), admission, metrics, health.clone()).await?;
 
     // Supervised tasks: each resolves to its name when it ends.
@@ -86,12 +87,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if leads {
         let (client, stop) = (client.clone(), stop.clone());
         let lease_namespace = args.controller.leader_election_namespace;
-        let credentials_namespace = args.policy.credentials_namespace;
+        let settings = settings.clone();
         tasks.spawn(async move {
             crate::propagation::controller::run(
                 client,
                 index,
-                credentials_namespace,
+                settings,
                 lease_namespace,
                 on_namespaces,
                 stop,

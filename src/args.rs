@@ -239,6 +239,11 @@ pub struct ControllerArgs {
     /// Run the propagation controller (one replica at a time leads; the webhook runs on all).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub controller: bool,
+    /// Give credentials the in-use finalizer, which the controller removes
+    /// only once no stored workload names the credential (after a grace
+    /// longer than the webhook timeout): in-use protection across replicas.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub in_use_finalizer: bool,
     /// credgate's own namespace, where its Leases live: the controller's
     /// leader Lease and the existing-secret claims (credgate needs Lease
     /// rights nowhere else).

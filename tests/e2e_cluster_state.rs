@@ -35,6 +35,10 @@ fn main() {
                 namespace_deletion,
             ),
             (
+                "in_use_protection_holds_across_two_replicas",
+                protection_across_replicas,
+            ),
+            (
                 "rules_hold_after_a_restart_and_deny_before_sync",
                 restart_and_unsynced,
             ),
@@ -661,4 +665,171 @@ fn namespace_deletion(c: &Cluster) {
         took < std::time::Duration::from_secs(60),
         "deleting the namespace took {took:?}"
     );
+}
+
+/// Issue 16: in-use protection across replicas. One credgate (the leader,
+/// with the in-use finalizer) mutates pods; another alone validates the
+/// credentials' DELETEs, so neither sees the other's records, as with two
+/// replicas behind a Service. 100 rounds of a pod create racing the DELETE of
+/// its credential: a DELETE that slips through leaves the credential
+/// `Deleting…` (its finalizer) while the pod is stored, pods naming it are
+/// refused, and it goes once the pod does. Never is a pod stored whose
+/// credential is gone.
+fn protection_across_replicas(c: &Cluster) {
+    use k8s_openapi::api::core::v1::{Pod, Secret};
+    use kube::api::{Api, DeleteParams, PostParams};
+    c.stop_credgate();
+    c.start_credgate_with(&[("CREDGATE_IN_USE_FINALIZER", "true")]);
+    let ns = c.namespace(
+        "protect",
+        &[("runai/queue", "protect"), (REPLICA_LABEL, "protect")],
+    );
+    let replica = c.replica("protect", None);
+    eventually(60, "the second credgate to sync", || replica.is_ready());
+    // Only the second credgate validates Secrets there: the first one's
+    // validating webhooks skip namespaces with the replica label.
+    let original = c.kubectl_json(&["get", "validatingwebhookconfiguration", "credgate"]);
+    let mut split = original.clone();
+    for hook in split["webhooks"].as_array_mut().unwrap() {
+        let selector = &mut hook["namespaceSelector"];
+        if selector["matchExpressions"].is_null() {
+            selector["matchExpressions"] = serde_json::json!([]);
+        }
+        selector["matchExpressions"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"key": REPLICA_LABEL, "operator": "DoesNotExist"}));
+    }
+    c.kubectl_ok(&["replace", "-f", "-"], Some(&split.to_string()));
+
+    let client = c.client();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client, &ns);
+    let pod = |name: &str, credential: &str| -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "annotations": {"run.ai/credentials-env": format!("TOKEN={credential}:token")}},
+            "spec": {"containers": [{"name": "main", "image": "busybox"}]},
+        }))
+        .unwrap()
+    };
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let mut tally: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut stored: Vec<(String, String)> = Vec::new();
+    for round in 0..ROUNDS {
+        let credential = format!("guard-{round}");
+        c.kubectl_ok(
+            &["apply", "-f", "-"],
+            Some(&generic(&ns, &credential, "", "")),
+        );
+        let finalizers =
+            c.kubectl_json(&["get", "secret", &credential, "-n", &ns])["metadata"]["finalizers"]
+                .to_string();
+        assert!(
+            finalizers.contains("credgate.run.ai/in-use"),
+            "{finalizers}"
+        );
+        eventually(30, "the pods' credgate to see the credential", || {
+            c.runtime
+                .block_on(pods.create(&dry_run, &pod("probe", &credential)))
+                .is_ok()
+        });
+        let stagger = std::time::Duration::from_millis((round % 7) as u64);
+        let name = format!("p-{round}");
+        let (created, deleted) = c.runtime.block_on(async {
+            let wait = |first: bool| async move {
+                if first == (round % 2 == 0) {
+                    tokio::time::sleep(stagger).await;
+                }
+            };
+            tokio::join!(
+                async {
+                    wait(true).await;
+                    pods.create(&PostParams::default(), &pod(&name, &credential))
+                        .await
+                },
+                async {
+                    wait(false).await;
+                    secrets.delete(&credential, &DeleteParams::default()).await
+                }
+            )
+        });
+        let outcome = match (&created, &deleted) {
+            (Ok(_), Ok(_)) => "both allowed: the finalizer holds the credential",
+            (Ok(_), Err(_)) => "pod admitted, delete refused",
+            (Err(_), Ok(_)) => "delete allowed, pod refused",
+            (Err(_), Err(_)) => "both refused",
+        };
+        *tally.entry(outcome).or_default() += 1;
+        if created.is_ok() {
+            stored.push((name, credential));
+        }
+    }
+    eprintln!("pod create racing the DELETE on another credgate, {ROUNDS} rounds: {tally:?}");
+
+    // Pods naming a credential being deleted are refused.
+    let being_deleted = stored.iter().find(|(_, credential)| {
+        c.kubectl_json(&["get", "secret", credential, "-n", &ns])["metadata"]["deletionTimestamp"]
+            .is_string()
+    });
+    if let Some((_, credential)) = being_deleted {
+        let refused = c
+            .runtime
+            .block_on(pods.create(&dry_run, &pod("late", credential)));
+        let message = format!("{refused:?}");
+        assert!(message.contains("is being deleted"), "{message}");
+    }
+    // The controller releases the credentials no pod names (after its grace
+    // and a live check) and keeps the others.
+    let deleting = || -> Vec<String> {
+        c.runtime
+            .block_on(secrets.list(&Default::default()))
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|s| s.metadata.deletion_timestamp.is_some())
+            .map(|s| s.metadata.name.unwrap_or_default())
+            .collect()
+    };
+    eventually(90, "deleted credentials that no pod names to go", || {
+        deleting()
+            .iter()
+            .all(|name| stored.iter().any(|(_, credential)| credential == name))
+    });
+    for (pod_name, credential) in &stored {
+        assert!(
+            c.runtime
+                .block_on(secrets.get_opt(credential))
+                .unwrap()
+                .is_some(),
+            "pod {pod_name} is stored but its credential {credential} is gone"
+        );
+    }
+    // Once the pods go, so do the credentials being deleted.
+    for (pod_name, _) in &stored {
+        c.runtime
+            .block_on(pods.delete(pod_name, &DeleteParams::default()))
+            .unwrap();
+    }
+    eventually(
+        90,
+        "the credentials being deleted to go once no pod names them",
+        || deleting().is_empty(),
+    );
+    cluster::report(
+        "protection-across-replicas",
+        serde_json::json!({"rounds": ROUNDS, "outcomes": tally, "stored_pods_whose_credential_is_gone": 0}),
+    );
+
+    let mut restored = original;
+    restored["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    c.kubectl_ok(&["replace", "-f", "-"], Some(&restored.to_string()));
+    drop(replica);
+    c.stop_credgate();
+    c.start_credgate();
 }

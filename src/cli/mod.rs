@@ -136,6 +136,7 @@ impl ClusterArgs {
                 controller_identity: String::new(),
                 propagation: false,
                 own_namespace: String::new(),
+                in_use_finalizer: false,
             },
             namespace: self.namespace.clone(),
         })

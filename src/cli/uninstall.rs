@@ -20,7 +20,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use super::{CliError, ClusterArgs, Connection};
 use crate::admission::claims::CLAIM_LABEL;
 use crate::model::copy::{MANAGED_LABEL, is_copy_of};
-use crate::model::credential::{COPIES_FINALIZER, annotation};
+use crate::model::credential::{COPIES_FINALIZER, IN_USE_FINALIZER, annotation};
 
 #[derive(Debug, clap::Args)]
 pub struct UninstallArgs {
@@ -46,7 +46,7 @@ impl UninstallArgs {
     pub async fn run(self) -> Result<(), CliError> {
         let conn = self.cluster.connect().await?;
         let plan = format!(
-            "credgate uninstall will, on cluster {}:\n  1. delete the webhook configurations {}\n  2. delete every managed copy (Secrets labelled {MANAGED_LABEL}=true)\n  3. remove the finalizer {COPIES_FINALIZER}, run.ai/status and run.ai/status-message from credentials, and delete existing-secret claims\nThe credentials themselves stay.\n",
+            "credgate uninstall will, on cluster {}:\n  1. delete the webhook configurations {}\n  2. delete every managed copy (Secrets labelled {MANAGED_LABEL}=true)\n  3. remove the finalizers {COPIES_FINALIZER} and {IN_USE_FINALIZER}, run.ai/status and run.ai/status-message from credentials, and delete existing-secret claims\nThe credentials themselves stay.\n",
             conn.cluster,
             self.webhook_config.join(", ")
         );
@@ -168,7 +168,8 @@ async fn uninstall(
         .map_err(|e| conn.error("list credentials", e))?;
     let mut released = 0;
     for secret in &credentials.items {
-        let has_finalizer = secret.finalizers().iter().any(|f| f == COPIES_FINALIZER);
+        let ours = |f: &String| f == COPIES_FINALIZER || f == IN_USE_FINALIZER;
+        let has_finalizer = secret.finalizers().iter().any(ours);
         let has_status = secret.annotations().contains_key(annotation::STATUS)
             || secret
                 .annotations()
@@ -176,11 +177,7 @@ async fn uninstall(
         if !has_finalizer && !has_status {
             continue;
         }
-        let finalizers: Vec<&String> = secret
-            .finalizers()
-            .iter()
-            .filter(|f| *f != COPIES_FINALIZER)
-            .collect();
+        let finalizers: Vec<&String> = secret.finalizers().iter().filter(|f| !ours(f)).collect();
         let patch = serde_json::json!({"metadata": {
             "finalizers": finalizers,
             "annotations": {annotation::STATUS: null, annotation::STATUS_MESSAGE: null},

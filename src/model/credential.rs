@@ -26,6 +26,11 @@ pub mod label {
 /// Annotations of the credential contract.
 /// Finalizer that keeps a cluster or department credential until its copies are gone.
 pub const COPIES_FINALIZER: &str = "credgate.run.ai/copies";
+/// Finalizer on credentials (with `--in-use-finalizer`): a DELETE that slipped
+/// past the in-use rule (decided by another replica than the pod's) leaves the
+/// credential `Deleting…` until no stored workload names it, as Kubernetes
+/// protects PersistentVolumeClaims in use.
+pub const IN_USE_FINALIZER: &str = "credgate.run.ai/in-use";
 
 /// Values of `run.ai/status` (the seeds' words).
 pub mod status {

@@ -32,6 +32,9 @@ pub struct Settings {
     pub propagation: bool,
     /// credgate's own namespace: its leader Lease and the existing-secret claims.
     pub own_namespace: String,
+    /// Credentials get the in-use finalizer at birth (with `propagation`:
+    /// the controller removes it).
+    pub in_use_finalizer: bool,
 }
 
 impl Default for Settings {
@@ -41,6 +44,7 @@ impl Default for Settings {
             controller_identity: "system:serviceaccount:credgate-system:credgate".to_owned(),
             propagation: true,
             own_namespace: "credgate-system".to_owned(),
+            in_use_finalizer: false,
         }
     }
 }

@@ -58,9 +58,18 @@ pub fn secret(
         // A wider credential keeps its copies' finalizer from birth: a pod
         // may get a copy before the controller (on the leader) has seen
         // the credential, and a DELETE must still wait for the copies to go.
+        let mut finalizers = Vec::new();
         if status == crate::model::credential::status::CREATING && settings.propagation {
-            ops.extend(finalizer(object));
+            finalizers.push(crate::model::credential::COPIES_FINALIZER);
         }
+        // The in-use finalizer, on typed credentials (the controller watches those).
+        if settings.propagation
+            && settings.in_use_finalizer
+            && meta.label(label::RESOURCE).is_some()
+        {
+            finalizers.push(crate::model::credential::IN_USE_FINALIZER);
+        }
+        ops.extend(add_finalizers(object, &finalizers));
     } else {
         // `kubectl replace` drops annotations the server added: keep the stamp.
         let old_stamp = change
@@ -88,19 +97,24 @@ pub fn secret(
     ops
 }
 
-/// The operation that adds the copies' finalizer, unless the Secret has it.
-fn finalizer(object: &Secret) -> Option<PatchOperation> {
-    let finalizer = crate::model::credential::COPIES_FINALIZER;
-    match &object.metadata.finalizers {
-        Some(list) if list.iter().any(|f| f == finalizer) => None,
-        Some(_) => Some(patch::add(
-            &["metadata", "finalizers", "-"],
-            finalizer.into(),
-        )),
-        None => Some(patch::add(
+/// The operations that add `wanted` finalizers the Secret lacks.
+fn add_finalizers(object: &Secret, wanted: &[&str]) -> Vec<PatchOperation> {
+    let present = object.metadata.finalizers.as_deref().unwrap_or_default();
+    let missing: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|f| !present.iter().any(|p| p == f))
+        .collect();
+    match (object.metadata.finalizers.is_some(), missing.is_empty()) {
+        (_, true) => Vec::new(),
+        (true, false) => missing
+            .into_iter()
+            .map(|f| patch::add(&["metadata", "finalizers", "-"], f.into()))
+            .collect(),
+        (false, false) => vec![patch::add(
             &["metadata", "finalizers"],
-            serde_json::json!([finalizer]),
-        )),
+            serde_json::json!(missing),
+        )],
     }
 }
 
@@ -220,6 +234,34 @@ mod tests {
             ),
         );
         assert_eq!(patched.metadata.finalizers, None);
+        // With --in-use-finalizer, every typed credential gets it too, once.
+        let protecting = Settings {
+            in_use_finalizer: true,
+            ..Settings::default()
+        };
+        let in_use = crate::model::credential::IN_USE_FINALIZER.to_owned();
+        let patched = apply(&cluster, secret(&protecting, &c));
+        assert_eq!(
+            patched.metadata.finalizers.as_deref(),
+            Some(
+                &[
+                    "other.io/keep".to_owned(),
+                    crate::model::credential::COPIES_FINALIZER.to_owned(),
+                    in_use.clone()
+                ][..]
+            )
+        );
+        let again = Change {
+            namespace: "runai",
+            ..change(Operation::Create, &patched, None)
+        };
+        assert!(
+            secret(&protecting, &again).is_empty(),
+            "second pass must be empty"
+        );
+        let create = change(Operation::Create, &project, None);
+        let patched = apply(&project, secret(&protecting, &create));
+        assert_eq!(patched.metadata.finalizers.as_deref(), Some(&[in_use][..]));
     }
 
     #[test]

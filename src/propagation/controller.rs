@@ -39,6 +39,8 @@ pub enum Error {
     NotSynced,
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("a workload may still name it: its copies stay until the in-use finalizer goes")]
+    InUse,
 }
 
 struct Ctx {
@@ -51,7 +53,7 @@ struct Ctx {
 pub async fn run(
     client: Client,
     index: SharedIndex,
-    credentials_namespace: String,
+    settings: crate::policy::Settings,
     lease_namespace: String,
     namespaces_changed: tokio::sync::watch::Receiver<u64>,
     stop: tokio_util::sync::CancellationToken,
@@ -88,11 +90,24 @@ pub async fn run(
             let controller = controller(
                 client.clone(),
                 index.clone(),
-                credentials_namespace.clone(),
+                settings.credentials_namespace.clone(),
                 namespaces_changed.clone(),
             );
+            let protection = async {
+                match settings.in_use_finalizer {
+                    true => {
+                        crate::propagation::protection::controller(
+                            client.clone(),
+                            index.clone(),
+                            settings.clone(),
+                        )
+                        .await
+                    }
+                    false => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                () = controller => {}
+                _ = async { tokio::join!(controller, protection) } => {}
                 _ = async { while leader.changed().await.is_ok() && *leader.borrow() {} } => {
                     warn!("lost the leader Lease; another replica propagates now");
                 }
@@ -149,6 +164,15 @@ async fn controller(
 fn error_policy(_: Arc<PartialObjectMeta<Secret>>, error: &Error, _: Arc<Ctx>) -> Action {
     match error {
         Error::NotSynced => Action::requeue(Duration::from_secs(1)),
+        Error::InUse => Action::requeue(Duration::from_secs(2)),
+        Error::Finalizer(e)
+            if matches!(
+                **e,
+                kube::runtime::finalizer::Error::CleanupFailed(Error::InUse)
+            ) =>
+        {
+            Action::requeue(Duration::from_secs(2))
+        }
         Error::Kube(_) | Error::Finalizer(_) => {
             warn!(%error, "propagation failed; retrying");
             Action::requeue(Duration::from_secs(5))
@@ -169,8 +193,7 @@ async fn reconcile(secret: Arc<PartialObjectMeta<Secret>>, ctx: Arc<Ctx>) -> Res
             return Err(Error::NotSynced);
         }
         let backs: Vec<String> = index
-            .secrets_in(&namespace)
-            .filter(|(_, info)| info.existing_secret.as_deref() == Some(name.as_str()))
+            .backers(&namespace, &name)
             .map(|(n, _)| n.to_owned())
             .collect();
         let scope = meta.scope(&ctx.credentials_namespace).ok();
@@ -238,6 +261,14 @@ impl Work {
     /// then removes the finalizer.
     async fn cleanup(&self, secret: Arc<PartialObjectMeta<Secret>>) -> Result<Action, Error> {
         let (api, ctx) = (&self.api, &self.ctx);
+        // While the in-use finalizer holds it, workloads may still use the copies.
+        if secret
+            .finalizers()
+            .iter()
+            .any(|f| f == crate::model::credential::IN_USE_FINALIZER)
+        {
+            return Err(Error::InUse);
+        }
         let uid = secret.uid().unwrap_or_default();
         set_status(api, &secret, DELETING, None).await?;
         let source = secret.name_any();
@@ -314,7 +345,7 @@ impl Work {
 }
 
 /// Writes `run.ai/status` and `run.ai/status-message` when they differ.
-async fn set_status(
+pub(crate) async fn set_status(
     api: &Api<PartialObjectMeta<Secret>>,
     secret: &PartialObjectMeta<Secret>,
     status: &str,

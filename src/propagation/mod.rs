@@ -3,3 +3,4 @@
 
 pub mod controller;
 pub mod copies;
+pub mod protection;

@@ -180,9 +180,20 @@ impl Cluster {
         self.dev_cluster("start-credgate");
     }
 
+    /// Like [`Cluster::start_credgate`], with `env` for `scripts/dev-cluster`
+    /// (e.g. `CREDGATE_IN_USE_FINALIZER`).
+    pub fn start_credgate_with(&self, env: &[(&str, &str)]) {
+        self.dev_cluster_with("start-credgate", env);
+    }
+
     fn dev_cluster(&self, command: &str) {
+        self.dev_cluster_with(command, &[]);
+    }
+
+    fn dev_cluster_with(&self, command: &str, env: &[(&str, &str)]) {
         let out = Command::new(self.repo.join("scripts/dev-cluster"))
             .arg(command)
+            .envs(env.iter().copied())
             .env("CREDGATE_DEV_STATE", &self.state)
             .env("CREDGATE_BIN", env!("CARGO_BIN_EXE_credgate"))
             .stdin(Stdio::null())
