@@ -333,6 +333,63 @@ fn concurrent_claims(c: &Cluster) {
     );
 }
 
+/// A pod `name` in the namespace of the API that names `credential` in an env var.
+fn pod_naming(name: &str, credential: &str) -> k8s_openapi::api::core::v1::Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "annotations": {"run.ai/credentials-env": format!("TOKEN={credential}:token")}},
+        "spec": {"containers": [{"name": "main", "image": "busybox"}]},
+    }))
+    .unwrap()
+}
+
+type Answer<T> = Result<T, kube::Error>;
+
+/// Once the pods' credgate knows `credential` (a server dry run of a pod
+/// naming it is admitted), creates pod `name` naming it and deletes it at the
+/// same moment. A stagger of 0-6 ms, alternately before either request,
+/// moves the race window across both orders.
+fn race(
+    c: &Cluster,
+    pods: &kube::Api<k8s_openapi::api::core::v1::Pod>,
+    secrets: &kube::Api<k8s_openapi::api::core::v1::Secret>,
+    round: usize,
+    name: &str,
+    credential: &str,
+) -> (Answer<k8s_openapi::api::core::v1::Pod>, Answer<()>) {
+    use kube::api::{DeleteParams, PostParams};
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    eventually(30, "the pods' credgate to see the new credential", || {
+        c.runtime
+            .block_on(pods.create(&dry_run, &pod_naming("probe", credential)))
+            .is_ok()
+    });
+    let stagger = std::time::Duration::from_millis((round % 7) as u64);
+    c.runtime.block_on(async {
+        let wait = |first: bool| async move {
+            if first == (round.is_multiple_of(2)) {
+                tokio::time::sleep(stagger).await;
+            }
+        };
+        tokio::join!(
+            async {
+                wait(true).await;
+                pods.create(&PostParams::default(), &pod_naming(name, credential))
+                    .await
+            },
+            async {
+                wait(false).await;
+                secrets
+                    .delete(credential, &DeleteParams::default())
+                    .await
+                    .map(drop)
+            }
+        )
+    })
+}
+
 /// Rounds of each race (issue 10).
 const ROUNDS: usize = 100;
 
@@ -343,7 +400,7 @@ const ROUNDS: usize = 100;
 /// allowed, so no pod is ever stored with a credential deleted under it.
 fn delete_racing_pod_create(c: &Cluster) {
     use k8s_openapi::api::core::v1::{Pod, Secret};
-    use kube::api::{Api, DeleteParams, PostParams};
+    use kube::api::{Api, DeleteParams};
     let ns = c.namespace(
         "delrace",
         &[("runai/queue", "delrace"), (REPLICA_LABEL, "del")],
@@ -353,13 +410,6 @@ fn delete_racing_pod_create(c: &Cluster) {
     let client = c.client();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client, &ns);
-    let pod = |name: &str, credential: &str| -> Pod {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "annotations": {"run.ai/credentials-env": format!("TOKEN={credential}:token")}},
-            "spec": {"containers": [{"name": "main", "image": "busybox"}]},
-        }))
-        .unwrap()
-    };
     let refused =
         |e: &kube::Error| matches!(e, kube::Error::Api(s) if s.code == 400 || s.code == 403);
     let message = |e: &kube::Error| match e {
@@ -373,38 +423,8 @@ fn delete_racing_pod_create(c: &Cluster) {
             &["apply", "-f", "-"],
             Some(&generic(&ns, &credential, "", "")),
         );
-        // The pod path knows the credential: a server dry run of the pod is admitted.
-        let dry_run = PostParams {
-            dry_run: true,
-            ..Default::default()
-        };
-        eventually(30, "credgate to see the new credential", || {
-            c.runtime
-                .block_on(pods.create(&dry_run, &pod("probe", &credential)))
-                .is_ok()
-        });
-        // A stagger of 0-6 ms, alternately before either request, moves the
-        // race window across both orders.
-        let stagger = std::time::Duration::from_millis((round % 7) as u64);
         let name = format!("p-{round}");
-        let (created, deleted) = c.runtime.block_on(async {
-            let wait = |first: bool| async move {
-                if first == (round % 2 == 0) {
-                    tokio::time::sleep(stagger).await;
-                }
-            };
-            tokio::join!(
-                async {
-                    wait(true).await;
-                    pods.create(&PostParams::default(), &pod(&name, &credential))
-                        .await
-                },
-                async {
-                    wait(false).await;
-                    secrets.delete(&credential, &DeleteParams::default()).await
-                }
-            )
-        });
+        let (created, deleted) = race(c, &pods, &secrets, round, &name, &credential);
         let outcome = match (&created, &deleted) {
             (Ok(_), Ok(_)) => "both allowed",
             (Ok(_), Err(e)) if refused(e) => {
@@ -705,13 +725,6 @@ fn protection_across_replicas(c: &Cluster) {
     let client = c.client();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client, &ns);
-    let pod = |name: &str, credential: &str| -> Pod {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "annotations": {"run.ai/credentials-env": format!("TOKEN={credential}:token")}},
-            "spec": {"containers": [{"name": "main", "image": "busybox"}]},
-        }))
-        .unwrap()
-    };
     let dry_run = PostParams {
         dry_run: true,
         ..Default::default()
@@ -731,31 +744,8 @@ fn protection_across_replicas(c: &Cluster) {
             finalizers.contains("credgate.run.ai/in-use"),
             "{finalizers}"
         );
-        eventually(30, "the pods' credgate to see the credential", || {
-            c.runtime
-                .block_on(pods.create(&dry_run, &pod("probe", &credential)))
-                .is_ok()
-        });
-        let stagger = std::time::Duration::from_millis((round % 7) as u64);
         let name = format!("p-{round}");
-        let (created, deleted) = c.runtime.block_on(async {
-            let wait = |first: bool| async move {
-                if first == (round % 2 == 0) {
-                    tokio::time::sleep(stagger).await;
-                }
-            };
-            tokio::join!(
-                async {
-                    wait(true).await;
-                    pods.create(&PostParams::default(), &pod(&name, &credential))
-                        .await
-                },
-                async {
-                    wait(false).await;
-                    secrets.delete(&credential, &DeleteParams::default()).await
-                }
-            )
-        });
+        let (created, deleted) = race(c, &pods, &secrets, round, &name, &credential);
         let outcome = match (&created, &deleted) {
             (Ok(_), Ok(_)) => "both allowed: the finalizer holds the credential",
             (Ok(_), Err(_)) => "pod admitted, delete refused",
@@ -777,7 +767,7 @@ fn protection_across_replicas(c: &Cluster) {
     if let Some((_, credential)) = being_deleted {
         let refused = c
             .runtime
-            .block_on(pods.create(&dry_run, &pod("late", credential)));
+            .block_on(pods.create(&dry_run, &pod_naming("late", credential)));
         let message = format!("{refused:?}");
         assert!(message.contains("is being deleted"), "{message}");
     }
