@@ -117,10 +117,12 @@ impl Admission {
         loop {
             let mut changes = {
                 let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+                // Subscribed before the check: a ring after it wakes the wait.
+                let changes = index.subscribe();
                 if let Some(found) = outcome(&index) {
                     return Some(found);
                 }
-                index.subscribe()
+                changes
             };
             let until = tokio::time::Instant::from_std(until);
             match tokio::time::timeout_at(until, changes.changed()).await {
@@ -490,6 +492,34 @@ mod tests {
         assert!(message.contains(needle), "{answer}");
         let took = started.elapsed();
         assert!(took < crate::state::recent::GRACE, "{took:?}");
+    }
+
+    /// Issue 16: a credential being deleted may lose its finalizers whatever
+    /// the rules say now (here its scope changes, which is otherwise refused),
+    /// so a controller's finalizer removal is never blocked; the control is the
+    /// same UPDATE before the deletion.
+    #[tokio::test]
+    async fn an_update_of_a_credential_being_deleted_is_never_blocked() {
+        let admission =
+            Admission::with_index(Settings::default(), crate::policy::resolve::tests::index());
+        let old = |deleting: bool| {
+            let mut old = json!({"metadata": {"name": "reg", "namespace": "team-a",
+                "labels": {"run.ai/resource": "generic"}, "finalizers": ["credgate.run.ai/in-use"]},
+                "stringData": {"token": "t"}});
+            if deleting {
+                old["metadata"]["deletionTimestamp"] = json!("2026-12-01T00:00:00Z");
+            }
+            old
+        };
+        let moved = json!({"metadata": {"name": "reg", "namespace": "team-a",
+            "labels": {"run.ai/resource": "generic", "run.ai/department": "d1"}},
+            "stringData": {"token": "t"}});
+        for (deleting, allowed) in [(true, true), (false, false)] {
+            let mut request = secret_request("UPDATE", moved.clone());
+            request["oldObject"] = old(deleting);
+            let answer = response(&admission.review(Endpoint::Validate, &review(request)).await);
+            assert_eq!(answer["allowed"], allowed, "deleting {deleting}: {answer}");
+        }
     }
 
     /// Issue 21: a department credential needs the requester's right on its

@@ -25,9 +25,9 @@ const MAX_CACHED: usize = 10_000;
 /// Longest wait for one SubjectAccessReview.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Who asks, as the cache keys it: user name, uid and groups (not `extra`,
-/// which the review still carries).
-type Requester = (String, String, Vec<String>);
+/// Who asks, as the cache keys it: user name, uid, groups and `extra` (a
+/// token's scopes can narrow what the same user may do).
+type Requester = (String, String, Vec<String>, String);
 
 /// Positive answers, by requester and right.
 #[derive(Debug, Default)]
@@ -64,6 +64,7 @@ impl Rights {
             name.clone(),
             user.uid.clone().unwrap_or_default(),
             user.groups.clone().unwrap_or_default(),
+            format!("{:?}", user.extra),
         );
         for right in rights {
             let key = (requester.clone(), right.clone());
@@ -138,7 +139,12 @@ mod tests {
             name: None,
             namespace: "runai".into(),
         };
-        let key = |user: &str| ((user.to_owned(), String::new(), Vec::new()), right.clone());
+        let key = |user: &str| {
+            (
+                (user.to_owned(), String::new(), Vec::new(), String::new()),
+                right.clone(),
+            )
+        };
         rights.remember(key("bob"), now);
         assert!(rights.cached(&key("bob"), now));
         assert!(!rights.cached(&key("eve"), now), "per user");

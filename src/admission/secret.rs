@@ -48,6 +48,16 @@ impl Admission {
                 if change.operation == Operation::Delete && self.terminating(change.namespace) {
                     return (Ok(Allow::default()), Vec::new());
                 }
+                // A Secret being deleted is on its way out (no new workload may
+                // name it): an UPDATE of it, such as a controller removing its
+                // finalizer, is never blocked by a rule that held at CREATE.
+                if change.operation == Operation::Update
+                    && change
+                        .old_object
+                        .is_some_and(|old| old.metadata.deletion_timestamp.is_some())
+                {
+                    return (Ok(Allow::default()), Vec::new());
+                }
                 // Rights per scope first: a write the requester may not make
                 // leaves no record and no claim.
                 let needed = rights::required(&self.settings, &change);
@@ -226,6 +236,16 @@ impl Admission {
         else {
             return Ok(());
         };
+        // The claim is made when the credential is born. Its backing Secret
+        // cannot change afterwards, so a later UPDATE (a status or finalizer
+        // write, a rename) does not claim again, and is not refused because
+        // the backing Secret has gone meanwhile.
+        let was_credential = change
+            .old_object
+            .is_some_and(|old| secret_meta(old, change.namespace).is_credential());
+        if change.operation == Operation::Update && was_credential {
+            return Ok(());
+        }
         let meta = secret_meta(object, change.namespace);
         let Some(existing) = meta.annotation(annotation::EXISTING_SECRET) else {
             return Ok(());

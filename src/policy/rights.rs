@@ -68,11 +68,15 @@ impl Right {
         let ns = &self.namespace;
         match &self.name {
             None => format!(
-                "kubectl create rolebinding cluster-credentials:{user} -n {ns} --clusterrole=credgate:cluster-credentials-admin --user={user}"
+                "kubectl create rolebinding {} -n {ns} --clusterrole=credgate:cluster-credentials-admin --user={}",
+                quoted(&format!("cluster-credentials:{user}")),
+                quoted(user)
             ),
             Some(d) => format!(
-                "kubectl apply -f - <<< '{}'; kubectl create rolebinding department-credentials:{d}:{user} -n {ns} --clusterrole=credgate:department-credentials-admin:{d} --user={user}",
-                department_role(d)
+                "kubectl apply -f - <<< {}; kubectl create rolebinding {} -n {ns} --clusterrole=credgate:department-credentials-admin:{d} --user={}",
+                quoted(&department_role(d)),
+                quoted(&format!("department-credentials:{d}:{user}")),
+                quoted(user)
             ),
         }
     }
@@ -90,6 +94,12 @@ pub fn department_role(department: &str) -> String {
                    "resourceNames": [department], "verbs": ["create", "update", "delete"]}],
     })
     .to_string()
+}
+
+/// `s` as one single-quoted shell word: a user name cannot turn the printed
+/// command into another one.
+fn quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// The right to `verb` credentials of `scope`; `None` for a project scope.
@@ -297,6 +307,21 @@ mod tests {
     }
 
     #[test]
+    fn a_user_name_cannot_change_the_printed_command() {
+        let right = Right {
+            verb: "create",
+            resource: CLUSTER,
+            name: None,
+            namespace: "runai".into(),
+        };
+        let printed = right.how_to_grant("x'; rm -rf /; '");
+        assert!(
+            printed.ends_with(r"--user='x'\''; rm -rf /; '\'''"),
+            "{printed}"
+        );
+    }
+
+    #[test]
     fn denials_say_how_to_grant() {
         let right = Right {
             verb: "create",
@@ -312,7 +337,7 @@ mod tests {
         assert_eq!(
             right.how_to_grant("bob"),
             format!(
-                "kubectl apply -f - <<< '{}'; kubectl create rolebinding department-credentials:d2:bob -n runai --clusterrole=credgate:department-credentials-admin:d2 --user=bob",
+                "kubectl apply -f - <<< '{}'; kubectl create rolebinding 'department-credentials:d2:bob' -n runai --clusterrole=credgate:department-credentials-admin:d2 --user='bob'",
                 department_role("d2")
             )
         );

@@ -62,6 +62,19 @@ pub fn secret(settings: &Settings, index: &Index, change: &Change<'_, Secret>) -
                     None => Ok(Allow::default()),
                 };
             }
+            if let Some(old) = old
+                && secret_meta(old, change.namespace)
+                    .label(crate::model::credential::label::RESOURCE)
+                    .is_some()
+                && meta
+                    .label(crate::model::credential::label::RESOURCE)
+                    .is_none()
+            {
+                return Err(Deny(format!(
+                    "{}: the run.ai/resource label cannot be removed from a credential; delete the credential instead",
+                    describe(&secret_meta(old, change.namespace), None)
+                )));
+            }
             let kind = credential_type(object, &meta)?;
             let scope = meta
                 .scope(&settings.credentials_namespace)
