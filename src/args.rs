@@ -1,4 +1,5 @@
-//! Command line: `credgate serve | certs | list | describe | rename`, one
+//! Command line: `credgate serve | certs | list | describe | rename | create |
+//! delete | existing-secrets | check | uninstall`, one
 //! flattened group per concern. The process wiring of `serve` is [`crate::app`].
 
 use anyhow::Context as _;
@@ -37,6 +38,14 @@ pub enum Command {
     Describe(cli::DescribeArgs),
     /// Give a credential a new name (and description); the webhook checks it is unique.
     Rename(cli::RenameArgs),
+    /// Create a credential of one type in one scope, through the API server (every rule applies).
+    Create(Box<cli::create::CreateArgs>),
+    /// Delete a credential after showing what goes and who uses it (asks, or --yes).
+    Delete(cli::delete::DeleteArgs),
+    /// The Secrets that can back a new credential in a scope (created in advance, unused).
+    ExistingSecrets(cli::existing::ExistingSecretsArgs),
+    /// Check manifests offline against credgate's rules, like `kyverno apply`; exit 1 if refused.
+    Check(cli::check::CheckArgs),
     /// Remove credgate from the cluster: webhooks, managed copies, its finalizer, status and claims.
     Uninstall(cli::uninstall::UninstallArgs),
 }
@@ -50,6 +59,10 @@ impl Command {
             Command::Describe(args) => Ok(args.run().await?),
             Command::Rename(args) => Ok(args.run().await?),
             Command::Uninstall(args) => Ok(args.run().await?),
+            Command::Create(args) => Ok(args.run().await?),
+            Command::Delete(args) => Ok(args.run().await?),
+            Command::ExistingSecrets(args) => Ok(args.run().await?),
+            Command::Check(args) => Ok(args.run().await?),
         }
     }
 }
@@ -83,7 +96,11 @@ impl LogArgs {
             Command::List(_)
             | Command::Describe(_)
             | Command::Rename(_)
-            | Command::Uninstall(_) => "off",
+            | Command::Uninstall(_)
+            | Command::Create(_)
+            | Command::Delete(_)
+            | Command::ExistingSecrets(_)
+            | Command::Check(_) => "off",
         };
         let level = self.log_level.as_deref().unwrap_or(default);
         let filter = tracing_subscriber::EnvFilter::try_new(level)

@@ -26,6 +26,10 @@ fn main() {
             ("watch_prints_again_on_change", watch),
             ("works_as_the_kubectl_credentials_plugin", kubectl_plugin),
             ("bad_input_is_one_line_and_a_failure", bad_input),
+            ("a_project_user_sees_what_the_project_may_use", project_view),
+            ("create_existing_secrets_and_delete", create_and_delete),
+            ("check_manifests_like_the_webhook", check_manifests),
+            ("statuses_of_a_cluster_credential", statuses),
         ],
     );
 }
@@ -335,7 +339,7 @@ fn filters_search_sort_columns(c: &Cluster) {
         names(&list(&["--search", "trainer", "--sort", "credential"])),
         ["cl-generic", "dep-access-key", "pr-password"]
     );
-    // -n: only what is stored there.
+    // -n of a project: its own credentials, its department's and the cluster's.
     let in_project = ok(credgate(
         c,
         &[
@@ -350,15 +354,13 @@ fn filters_search_sort_columns(c: &Cluster) {
             "credential",
         ],
     ));
-    assert_eq!(
-        names(&in_project),
-        [
-            "pr-access-key",
-            "pr-docker-registry",
-            "pr-generic",
-            "pr-password"
-        ]
-    );
+    let expected: Vec<String> = ["cl", "dep", "pr"]
+        .iter()
+        .flat_map(|scope| TYPES.map(|t| format!("{scope}-{t}")))
+        .collect();
+    let mut expected_sorted = expected.clone();
+    expected_sorted.sort();
+    assert_eq!(names(&in_project), expected_sorted);
     // The table fits the terminal it is given; here, no terminal: full width, header first.
     let text = ok(credgate(
         c,
@@ -373,8 +375,20 @@ fn filters_search_sort_columns(c: &Cluster) {
         ],
     ));
     let lines: Vec<&str> = text.lines().collect();
+    // The table shows the seeds' type names; filters take both forms.
     assert_eq!(lines[0], "CREDENTIAL          TYPE");
-    assert_eq!(lines[1], "pr-access-key       access-key");
+    assert_eq!(lines[1], "pr-access-key       Access key");
+    assert_eq!(lines[2], "pr-docker-registry  Docker registry");
+    assert_eq!(lines[4], "pr-password         Username & password");
+    assert_eq!(
+        names(&list(&[
+            "--filter",
+            "type=Username & password",
+            "--filter",
+            "credential=pr-*"
+        ])),
+        ["pr-password"]
+    );
     assert_eq!(lines.len(), 5);
 }
 
@@ -667,5 +681,545 @@ fn bad_input(c: &Cluster) {
     one_line_failure(
         &credgate_with(c, &nobody, &["list", "-o", "csv"]),
         "forbidden: your RBAC does not allow you to list Secrets in any namespace",
+    );
+}
+
+/// `credgate` with `stdin` piped in.
+fn credgate_stdin(c: &Cluster, kubeconfig: Option<&Path>, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_credgate"))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig.unwrap_or(&c.kubeconfig))
+        .env_remove("CREDGATE_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("credgate runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Issue 17: a user who may read Secrets in their project's namespace only
+/// (no namespaces, nothing in the credentials namespace) lists everything
+/// their pods may name, with its scope, read from the managed copies there.
+fn project_view(c: &Cluster) {
+    let f = fixture(c);
+    let user = "reader@cli-a";
+    let role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "secret-reader", "namespace": f.project},
+        "rules": [{"apiGroups": [""], "resources": ["secrets", "pods"], "verbs": ["get", "list", "watch"]},
+                  {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]}]
+    });
+    c.kubectl_ok(&["apply", "-f", "-"], Some(&role.to_string()));
+    c.kubectl_ok(
+        &[
+            "create",
+            "rolebinding",
+            "secret-reader",
+            "-n",
+            &f.project,
+            "--role",
+            "secret-reader",
+            "--user",
+            user,
+        ],
+        None,
+    );
+    let kubeconfig = c.kubeconfig_as(user);
+    // Not even the credentials namespace is readable to them.
+    let denied = credgate_with(c, &kubeconfig, &["list", "-n", "runai"]);
+    assert!(!denied.status.success());
+    let out = credgate_with(c, &kubeconfig, &["list", "-n", &f.project, "-o", "json"]);
+    let rows = by_name(&ok(out));
+    for kind in TYPES {
+        assert_eq!(rows[&format!("pr-{kind}")]["scope"], "project", "{rows:?}");
+        assert_eq!(
+            rows[&format!("dep-{kind}")]["scope"],
+            format!("department/{}", f.department)
+        );
+        assert_eq!(rows[&format!("cl-{kind}")]["scope"], "cluster");
+        assert_eq!(
+            rows[&format!("cl-{kind}")]["type"],
+            kind,
+            "JSON keeps the stable key"
+        );
+    }
+    // Usage in the namespace shows through the copies too.
+    assert_eq!(
+        rows["dep-access-key"]["data-sources"],
+        format!("{}/deployment/trainer", f.project)
+    );
+    assert!(
+        !rows.keys().any(|k| k.starts_with("credgate.")),
+        "copies are not rows of their own"
+    );
+    // The table shows the seeds' names.
+    let table = ok(credgate_with(
+        c,
+        &kubeconfig,
+        &[
+            "list",
+            "-n",
+            &f.project,
+            "--columns",
+            "credential,type,scope",
+            "--filter",
+            "credential=cl-*",
+        ],
+    ));
+    assert!(
+        table.contains("cl-docker-registry  Docker registry      cluster"),
+        "{table}"
+    );
+    // The admin gets the same set with --project, and the sources' statuses.
+    let admin = by_name(&ok(credgate(
+        c,
+        &["list", "--project", &f.project, "-o", "json"],
+    )));
+    for name in rows.keys() {
+        assert!(admin.contains_key(name), "{name} missing from {admin:?}");
+    }
+    assert_eq!(admin["cl-generic"]["status"], "No issues found");
+    // A project user cannot resolve --project (namespaces are not theirs to list).
+    let out = credgate_with(c, &kubeconfig, &["list", "--project", &f.project]);
+    assert!(text(&out).contains("pass -n NAMESPACE"), "{}", text(&out));
+    // The other project sees the cluster credentials but not cli-rnd's.
+    let other = by_name(&ok(credgate(c, &["list", "-n", &f.other, "-o", "json"])));
+    assert!(
+        other.contains_key("cl-generic") && !other.contains_key("dep-generic"),
+        "{other:?}"
+    );
+}
+
+/// Issue 17: create each way, pick an existing secret, and delete with the plan shown.
+fn create_and_delete(c: &Cluster) {
+    let f = fixture(c);
+    let password = "cr3ate-secret-value";
+    // A password credential, the value from stdin, never echoed.
+    let out = credgate_stdin(
+        c,
+        None,
+        &[
+            "create",
+            "password",
+            "cr-db",
+            "-n",
+            &f.project,
+            "--username",
+            "app",
+            "--password-stdin",
+            "--description",
+            "made by the CLI",
+        ],
+        &format!("{password}\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains(password));
+    assert!(
+        text(&out).contains(&format!("Secret {}/cr-db", f.project)),
+        "{}",
+        text(&out)
+    );
+    let stored = c.kubectl_json(&["get", "secret", "cr-db", "-n", &f.project]);
+    use base64::Engine as _;
+    let value = base64::engine::general_purpose::STANDARD
+        .decode(stored["data"]["Password"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(value, password.as_bytes());
+    assert_eq!(stored["metadata"]["labels"]["run.ai/resource"], "password");
+    assert_eq!(
+        stored["metadata"]["annotations"]["run.ai/status"],
+        "No issues found"
+    );
+    assert!(
+        stored["metadata"]["annotations"]["run.ai/created-by"]
+            .as_str()
+            .is_some()
+    );
+    // A dry run prints the Secret without its values and creates nothing.
+    let out = credgate_stdin(
+        c,
+        None,
+        &[
+            "create",
+            "access-key",
+            "cr-s3",
+            "--cluster",
+            "--access-key-id",
+            "AKIADRY",
+            "--secret-key-stdin",
+            "--dry-run=server",
+        ],
+        password,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = text(&out);
+    assert!(
+        !printed.contains(password)
+            && printed.contains("(hidden, ")
+            && printed.contains("run.ai/cluster-wide"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("Creating…"),
+        "the server's answer, stamped by credgate: {printed}"
+    );
+    assert!(
+        !c.kubectl(&["get", "secret", "cr-s3", "-n", "runai"], None)
+            .status
+            .success()
+    );
+    // credgate's refusal is printed as is.
+    let out = credgate(
+        c,
+        &[
+            "create",
+            "generic",
+            "cr-nope",
+            "-n",
+            &f.project,
+            "--existing-secret",
+            "not-there",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("the existing Secret \"not-there\" does not exist"),
+        "{}",
+        text(&out)
+    );
+
+    // Existing secrets: one prepared in advance is offered; a credential made
+    // by `credgate create` is not; once used, the prepared one is not either.
+    c.kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&secret(
+            "prepared-token",
+            &f.project,
+            "generic",
+            None,
+            data("generic"),
+        )),
+    );
+    let listed = |args: &[&str]| -> Vec<String> {
+        let out = ok(credgate(
+            c,
+            &[&["existing-secrets", "-n", &f.project, "-o", "json"], args].concat(),
+        ));
+        let rows: Vec<BTreeMap<String, String>> = serde_json::from_str(&out).unwrap();
+        rows.into_iter().map(|r| r["name"].clone()).collect()
+    };
+    let offered = listed(&[]);
+    assert!(
+        offered.contains(&"prepared-token".to_owned()),
+        "{offered:?}"
+    );
+    assert!(
+        !offered.contains(&"cr-db".to_owned()),
+        "new secrets are not offered: {offered:?}"
+    );
+    assert!(!listed(&["--type", "password"]).contains(&"prepared-token".to_owned()));
+    ok(credgate(
+        c,
+        &[
+            "create",
+            "generic",
+            "cr-token",
+            "-n",
+            &f.project,
+            "--existing-secret",
+            "prepared-token",
+        ],
+    ));
+    assert!(
+        !listed(&[]).contains(&"prepared-token".to_owned()),
+        "a used Secret is not offered again"
+    );
+    // Department scope: Secrets there need the department's label.
+    let out = ok(credgate(
+        c,
+        &[
+            "existing-secrets",
+            "--department",
+            &f.department,
+            "-o",
+            "json",
+        ],
+    ));
+    let rows: Vec<BTreeMap<String, String>> = serde_json::from_str(&out).unwrap();
+    assert!(rows.iter().all(|r| r["namespace"] == "runai"), "{rows:?}");
+
+    // Delete: no terminal and no --yes changes nothing.
+    let out = credgate(c, &["delete", "cr-db", "-n", &f.project]);
+    assert!(
+        !out.status.success() && text(&out).contains("pass --yes"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        c.kubectl(&["get", "secret", "cr-db", "-n", &f.project], None)
+            .status
+            .success()
+    );
+    // In use: the plan names the user and credgate's refusal is printed.
+    let out = credgate(c, &["delete", "pr-password", "-n", &f.project, "--yes"]);
+    let shown = text(&out);
+    assert!(!out.status.success(), "{shown}");
+    assert!(
+        shown.contains(&format!("used by {}/deployment/trainer", f.project)),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("denied the request") && shown.contains("trainer"),
+        "{shown}"
+    );
+    assert!(
+        c.kubectl(&["get", "secret", "pr-password", "-n", &f.project], None)
+            .status
+            .success()
+    );
+    for name in ["cr-db", "cr-token"] {
+        let out = ok(credgate(c, &["delete", name, "-n", &f.project, "--yes"]));
+        assert!(out.contains("deleted"), "{out}");
+    }
+    assert!(
+        !c.kubectl(&["get", "secret", "cr-db", "-n", &f.project], None)
+            .status
+            .success()
+    );
+    assert!(
+        c.kubectl(&["get", "secret", "prepared-token", "-n", &f.project], None)
+            .status
+            .success(),
+        "the existing Secret stays"
+    );
+}
+
+/// Issue 17: `credgate check` gives the webhook's answers offline, with its
+/// messages, from the cluster or from `credgate list -A -o json`.
+fn check_manifests(c: &Cluster) {
+    let f = fixture(c);
+    let dir = tempfile::tempdir().unwrap();
+    let good = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: checked, namespace: {ns}}}\nspec:\n  selector: {{matchLabels: {{app: c}}}}\n  template:\n    metadata:\n      labels: {{app: c}}\n      annotations: {{run.ai/s3-credential: dep-access-key, run.ai/credentials-env-from: pr-generic}}\n    spec: {{containers: [{{name: c, image: busybox}}]}}\n",
+        ns = f.project
+    );
+    let bad = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: bad, namespace: {ns}, annotations: {{run.ai/credentials-env-from: no-such-credential}}}}\nspec: {{containers: [{{name: c, image: busybox}}]}}\n",
+        ns = f.project
+    );
+    std::fs::write(dir.path().join("good.yaml"), &good).unwrap();
+    std::fs::write(dir.path().join("bad.yaml"), &bad).unwrap();
+    let dir_arg = dir.path().to_str().unwrap();
+    // Against the cluster: exit 1, the refusal and the pass both shown.
+    let out = credgate(c, &["check", "-f", dir_arg]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains(&format!("ok       Deployment {}/checked", f.project)),
+        "{shown}"
+    );
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with("refused  Pod"))
+        .expect(&shown);
+    let message = line.split_once(".yaml): ").unwrap().1;
+    // The webhook says the same to kubectl.
+    let kubectl = c.kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&bad));
+    let kubectl_says = String::from_utf8_lossy(&kubectl.stderr);
+    assert!(
+        kubectl_says.contains(message),
+        "check: {message}\nkubectl: {kubectl_says}"
+    );
+    // Offline, from the JSON of `credgate list -A -o json`.
+    let creds = dir.path().join("credentials.list");
+    std::fs::write(&creds, ok(credgate(c, &["list", "-A", "-o", "json"]))).unwrap();
+    let good_file = dir.path().join("good.yaml");
+    let offline = |extra: &[&str]| {
+        credgate(
+            c,
+            &[
+                &[
+                    "check",
+                    "-f",
+                    good_file.to_str().unwrap(),
+                    "--credentials",
+                    creds.to_str().unwrap(),
+                    "--project",
+                    "cli-a",
+                ][..],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    let out = offline(&["--department", &f.department]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("1 checked, 0 refused"),
+        "{}",
+        text(&out)
+    );
+    // Without the project's department, its department credential is not visible.
+    let out = offline(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("dep-access-key"), "{}", text(&out));
+}
+
+/// Issue 17: a cluster credential is `Creating…` until copied, `Deleting…`
+/// while its copies go, and `Issues found` with its message when a copy
+/// cannot be made; seen through a watch, so every stored version counts.
+fn statuses(c: &Cluster) {
+    use futures::StreamExt as _;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Api, PartialObjectMeta};
+    use kube::runtime::watcher;
+    let f = fixture(c);
+    let api: Api<PartialObjectMeta<Secret>> = Api::namespaced(c.client(), "runai");
+    // Every version the watch sees, after it has listed (`None` marks that).
+    let (tx, rx) = std::sync::mpsc::channel::<Option<(String, bool)>>();
+    let config = watcher::Config::default().fields("metadata.name=st-cluster");
+    let watch = c.runtime.spawn(async move {
+        let mut stream = std::pin::pin!(watcher(api, config));
+        while let Some(Ok(event)) = stream.next().await {
+            let md = match event {
+                watcher::Event::InitDone => {
+                    let _ = tx.send(None);
+                    continue;
+                }
+                watcher::Event::Apply(md) | watcher::Event::InitApply(md) => md,
+                watcher::Event::Init | watcher::Event::Delete(_) => continue,
+            };
+            let status = md
+                .metadata
+                .annotations
+                .unwrap_or_default()
+                .get("run.ai/status")
+                .cloned()
+                .unwrap_or_default();
+            let _ = tx.send(Some((status, md.metadata.deletion_timestamp.is_some())));
+        }
+    });
+    let deadline = || std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let listed = deadline();
+    assert_eq!(
+        rx.recv_timeout(listed.saturating_duration_since(std::time::Instant::now())),
+        Ok(None),
+        "the watch lists first"
+    );
+    let seen = |until: &dyn Fn(&str, bool) -> bool| -> Vec<String> {
+        let mut seen = Vec::new();
+        let deadline = deadline();
+        while let Ok(Some((status, deleting))) =
+            rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            let done = until(&status, deleting);
+            seen.push(status);
+            if done {
+                return seen;
+            }
+        }
+        panic!("watch ended or timed out; saw {seen:?}");
+    };
+    let out = credgate_stdin(
+        c,
+        None,
+        &[
+            "create",
+            "access-key",
+            "st-cluster",
+            "--cluster",
+            "--access-key-id",
+            "AKIAST",
+            "--secret-key-stdin",
+        ],
+        "st-value",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let created = seen(&|s, _| s == "No issues found");
+    assert_eq!(
+        created.first().map(String::as_str),
+        Some("Creating…"),
+        "{created:?}"
+    );
+    let out = ok(credgate(c, &["delete", "st-cluster", "--yes"]));
+    assert!(out.contains("is being deleted"), "{out}");
+    let deleting = seen(&|s, deleting| deleting && s == "Deleting…");
+    assert!(deleting.contains(&"Deleting…".to_owned()), "{deleting:?}");
+    eventually(60, "the cluster credential to go", || {
+        !c.kubectl(&["get", "secret", "st-cluster", "-n", "runai"], None)
+            .status
+            .success()
+    });
+    watch.abort();
+
+    // A Secret of the copy's name that is not credgate's copy: Issues found, and why.
+    c.kubectl_ok(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "credgate.st-blocked",
+            "-n",
+            &f.other,
+            "--from-literal=mine=1",
+        ],
+        None,
+    );
+    ok(credgate(
+        c,
+        &[
+            "create",
+            "generic",
+            "st-blocked",
+            "--cluster",
+            "--from-literal",
+            "k=v",
+        ],
+    ));
+    eventually(60, "the status to report the collision", || {
+        let rows = by_name(&ok(credgate(
+            c,
+            &[
+                "list",
+                "-n",
+                "runai",
+                "-o",
+                "json",
+                "--filter",
+                "credential=st-blocked",
+            ],
+        )));
+        rows.get("st-blocked")
+            .is_some_and(|r| r["status"] == "Issues found")
+    });
+    let described = ok(credgate(c, &["describe", "st-blocked"]));
+    assert!(
+        described.contains("Issues found")
+            && described.contains(&format!(
+                "namespace {}: a Secret named \"credgate.st-blocked\" exists",
+                f.other
+            )),
+        "{described}"
+    );
+    ok(credgate(c, &["delete", "st-blocked", "--yes"]));
+    c.kubectl_ok(
+        &["delete", "secret", "credgate.st-blocked", "-n", &f.other],
+        None,
     );
 }

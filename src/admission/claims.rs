@@ -16,8 +16,7 @@ use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
 use std::time::Duration;
 
-use crate::model::credential::secret_meta;
-use crate::model::credential::{CredentialType, Scope, annotation, label};
+use crate::model::credential::{CredentialType, Scope, annotation};
 use crate::policy::Deny;
 use crate::policy::validate;
 
@@ -284,49 +283,9 @@ async fn holder_still_claims(
     }))
 }
 
-/// The seeds' eligibility rules: scope labels, same type label, right shape.
+/// The seeds' eligibility rules, shared with `credgate existing-secrets`.
 fn eligible(existing: &Secret, c: &Claim<'_>) -> Result<(), Deny> {
-    let meta = secret_meta(existing, c.namespace);
-    let name = c.existing_secret;
-    let deny = |why: String| {
-        Err(Deny(format!(
-            "the existing Secret {name:?} cannot back this credential: {why}"
-        )))
-    };
-    if meta.annotation(annotation::EXISTING_SECRET).is_some() {
-        return deny("it is itself a credential backed by another Secret".into());
-    }
-    match meta.label(label::RESOURCE) {
-        Some(t) if t == c.kind.as_str() => {}
-        Some(t) => {
-            return deny(format!(
-                "it is labelled run.ai/resource: {t}, not {}",
-                c.kind
-            ));
-        }
-        None => return deny(format!("label it run.ai/resource: {}", c.kind)),
-    }
-    let cluster = meta.label(label::CLUSTER_WIDE) == Some("true")
-        || meta.label(label::CLUSTER_WIDE_LEGACY) == Some("true");
-    let department = meta.label(label::DEPARTMENT);
-    match c.scope {
-        Scope::Cluster if !cluster => {
-            return deny("label it run.ai/cluster-wide: \"true\" to share it cluster-wide".into());
-        }
-        Scope::Department(d) if department != Some(d.as_str()) => {
-            return deny(format!(
-                "label it run.ai/department: {d} to share it with department {d}"
-            ));
-        }
-        Scope::Project if cluster || department.is_some() => {
-            return deny(
-                "it carries a cluster or department label; project credentials need neither".into(),
-            );
-        }
-        _ => {}
-    }
-    validate::shape(c.kind, existing)
-        .map_err(|problem| Deny(format!("the existing Secret {name:?}: {problem}")))
+    validate::can_back(existing, c.namespace, c.kind, c.scope).map_err(Deny)
 }
 
 #[cfg(test)]

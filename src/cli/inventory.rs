@@ -157,8 +157,8 @@ fn usage_name(usage: Usage) -> &'static str {
 /// No status stamped: the seeds' "No status".
 pub const NO_STATUS: &str = "No status";
 
-/// Builds every credential of `listing`, sorted by namespace and Secret name.
-pub fn build(settings: &Settings, cluster: &str, listing: &Listing) -> Vec<Credential> {
+/// The webhook's snapshot of what was listed: namespaces, credentials and copies.
+pub fn index(settings: &Settings, listing: &Listing) -> Index {
     let mut index = Index::default();
     for (name, info) in &listing.namespaces {
         index.set_namespace(name, info.clone());
@@ -175,16 +175,28 @@ pub fn build(settings: &Settings, cluster: &str, listing: &Listing) -> Vec<Crede
             index.set_secret(ns, name, info);
         }
     }
-    let mut copy_sources: HashMap<(&str, &str), (String, String)> = HashMap::new();
     for md in &listing.copies {
         let (ns, name) = ns_name(md);
-        let annotations = md.annotations.as_ref();
-        let hash = annotations
+        let hash = md
+            .annotations
+            .as_ref()
             .and_then(|a| a.get(crate::model::copy::HASH_ANNOTATION))
             .map(String::as_str)
             .unwrap_or("");
         index.set_copy(ns, name, Some(hash));
-        if let Some((src_ns, src_name)) = annotations
+    }
+    index
+}
+
+/// Builds every credential of `listing`, sorted by namespace and Secret name.
+pub fn build(settings: &Settings, cluster: &str, listing: &Listing) -> Vec<Credential> {
+    let index = index(settings, listing);
+    let mut copy_sources: HashMap<(&str, &str), (String, String)> = HashMap::new();
+    for md in &listing.copies {
+        let (ns, name) = ns_name(md);
+        if let Some((src_ns, src_name)) = md
+            .annotations
+            .as_ref()
             .and_then(|a| a.get(crate::model::copy::SOURCE_ANNOTATION))
             .and_then(|s| s.split_once('/'))
         {
@@ -301,6 +313,149 @@ pub fn build(settings: &Settings, cluster: &str, listing: &Listing) -> Vec<Crede
     out
 }
 
+/// The project's view of `namespace`: every credential its workloads may
+/// name, nearest scope first. Its own, and the department's and cluster's
+/// ones, known from their managed copies there (a project user may read those
+/// without any access to the credentials namespace) or from the credentials
+/// themselves when they were listed. Users are this namespace's workloads.
+pub fn project_view(
+    settings: &Settings,
+    cluster: &str,
+    listing: &Listing,
+    namespace: &str,
+) -> Vec<Credential> {
+    let mut listing = listing.clone();
+    let listed: std::collections::HashSet<(String, String)> = listing
+        .secrets
+        .iter()
+        .map(|md| {
+            let (ns, name) = ns_name(md);
+            (ns.to_owned(), name.to_owned())
+        })
+        .collect();
+    // A copy stands for its source when the source itself was not readable.
+    let mut reached = std::collections::HashSet::new();
+    let mut stand_ins = Vec::new();
+    for md in listing.copies.iter().filter(|c| ns_name(c).0 == namespace) {
+        let Some(stand_in) = stand_in(settings, md) else {
+            continue;
+        };
+        let source = ns_name(&stand_in);
+        let source = (source.0.to_owned(), source.1.to_owned());
+        if !listed.contains(&source) {
+            stand_ins.push(stand_in);
+        }
+        reached.insert(source);
+    }
+    let info = listing
+        .namespaces
+        .iter()
+        .find(|(n, _)| n == namespace)
+        .map(|(_, i)| i.clone());
+    if info.is_none() {
+        // Namespaces were not readable: what the copies there show stands in
+        // for the namespace's labels, so its workloads' references resolve.
+        let department = listing
+            .copies
+            .iter()
+            .filter(|c| ns_name(c).0 == namespace)
+            .find_map(|md| {
+                let scope = md.annotations.as_ref()?.get(annotation::COPY_SCOPE)?;
+                Some(scope.strip_prefix("department/")?.to_owned())
+            });
+        let stand_in = NamespaceInfo {
+            project: Some(namespace.to_owned()),
+            department,
+            terminating: false,
+        };
+        listing.namespaces.push((namespace.to_owned(), stand_in));
+    }
+    listing.secrets.extend(stand_ins);
+    let mut view: Vec<Credential> = build(settings, cluster, &listing)
+        .into_iter()
+        .filter(|c| {
+            let visible = match (&c.scope_value, &info) {
+                (Some(Scope::Project), _) => c.namespace == namespace,
+                (Some(Scope::Cluster), Some(i)) => i.project.is_some(),
+                (Some(Scope::Department(d)), Some(i)) => {
+                    i.project.is_some() && i.department.as_ref() == Some(d)
+                }
+                _ => false,
+            };
+            visible || reached.contains(&(c.namespace.clone(), c.kubernetes_name.clone()))
+        })
+        .map(|mut c| {
+            if info.is_none() && c.scope_value == Some(Scope::Project) {
+                // The namespace's labels were not readable: its project is unnamed here.
+                c.scope = "project".to_owned();
+            }
+            c.users.retain(|u| u.namespace == namespace);
+            c.copies.retain(|k| k.namespace == namespace);
+            c
+        })
+        .collect();
+    let nearness = |c: &Credential| match c.scope_value {
+        Some(Scope::Project) => 0,
+        Some(Scope::Department(_)) => 1,
+        _ => 2,
+    };
+    view.sort_by(|a, b| (nearness(a), &a.name).cmp(&(nearness(b), &b.name)));
+    view
+}
+
+/// The metadata of the credential a managed copy was made from, rebuilt from
+/// the copy's labels and annotations (no data, no status, no creator: those
+/// stay with the source). `None` for what does not look like a copy.
+fn stand_in(settings: &Settings, copy: &ObjectMeta) -> Option<ObjectMeta> {
+    use crate::model::copy::{MANAGED_LABEL, SOURCE_ANNOTATION, SOURCE_UID_LABEL};
+    use crate::model::credential::label;
+    let labels = copy.labels.as_ref()?;
+    let annotations = copy.annotations.as_ref()?;
+    if labels.get(MANAGED_LABEL).map(String::as_str) != Some("true") {
+        return None;
+    }
+    let (source_ns, source) = annotations.get(SOURCE_ANNOTATION)?.split_once('/')?;
+    if source_ns != settings.credentials_namespace
+        || copy.name.as_deref() != Some(crate::model::copy::copy_name(source).as_str())
+    {
+        return None;
+    }
+    let mut new_labels = BTreeMap::new();
+    new_labels.insert(
+        label::RESOURCE.to_owned(),
+        labels.get("credgate.run.ai/type")?.clone(),
+    );
+    match annotations.get(annotation::COPY_SCOPE).map(String::as_str) {
+        Some("cluster") => {
+            new_labels.insert(label::CLUSTER_WIDE.to_owned(), "true".to_owned());
+        }
+        Some(scope) => {
+            let department = scope.strip_prefix("department/")?;
+            new_labels.insert(label::DEPARTMENT.to_owned(), department.to_owned());
+        }
+        None => return None,
+    }
+    let kept = [
+        annotation::NAME,
+        annotation::DESCRIPTION,
+        annotation::KEYS,
+        annotation::REGISTRIES,
+    ];
+    Some(ObjectMeta {
+        namespace: Some(source_ns.to_owned()),
+        name: Some(source.to_owned()),
+        uid: labels.get(SOURCE_UID_LABEL).cloned(),
+        labels: Some(new_labels),
+        annotations: Some(
+            kept.iter()
+                .filter_map(|k| Some(((*k).to_owned(), annotations.get(*k)?.clone())))
+                .collect(),
+        ),
+        creation_timestamp: copy.creation_timestamp.clone(),
+        ..ObjectMeta::default()
+    })
+}
+
 /// Marks each copy `up to date` or `stale` against the hash of the source data.
 pub fn compare_copies(credential: &mut Credential, source_hash: &str, copies: &[ObjectMeta]) {
     let hashes: HashMap<(&str, &str), &str> = copies
@@ -400,6 +555,88 @@ mod tests {
             references: refs,
             owned: false,
         }
+    }
+
+    /// A project user reads only their namespace: the cluster and department
+    /// credentials come from the copies there, scope included.
+    #[test]
+    fn project_view_from_copies_alone() {
+        let settings = Settings {
+            credentials_namespace: "runai".into(),
+            ..Settings::default()
+        };
+        let copy = |name: &str, scope: &str, source_name: &str| {
+            secret(
+                "team-a",
+                &format!("credgate.{name}"),
+                &[
+                    ("credgate.run.ai/managed-copy", "true"),
+                    ("credgate.run.ai/source-uid", &format!("uid-{name}")),
+                    ("credgate.run.ai/type", "access-key"),
+                ],
+                &[
+                    ("credgate.run.ai/source", &format!("runai/{name}")),
+                    ("credgate.run.ai/scope", scope),
+                    ("run.ai/name", source_name),
+                    ("run.ai/description", "shared"),
+                ],
+            )
+        };
+        let listing = Listing {
+            namespaces: Vec::new(),
+            secrets: vec![secret(
+                "team-a",
+                "db",
+                &[("run.ai/resource", "password")],
+                &[("run.ai/status", "No issues found")],
+            )],
+            copies: vec![
+                copy("s3-all", "cluster", "s3"),
+                copy("s3-rnd", "department/rnd", "s3-rnd"),
+                // Not a copy: its name is not the copy name of its source.
+                secret(
+                    "team-a",
+                    "forged",
+                    &[
+                        ("credgate.run.ai/managed-copy", "true"),
+                        ("credgate.run.ai/type", "generic"),
+                    ],
+                    &[
+                        ("credgate.run.ai/source", "runai/other"),
+                        ("credgate.run.ai/scope", "cluster"),
+                    ],
+                ),
+            ],
+            workloads: vec![workload(
+                WorkloadKind::Pod,
+                "team-a",
+                "job",
+                vec![Reference::Credential("s3".into(), Usage::DataSource)],
+            )],
+        };
+        let view = project_view(&settings, "", &listing, "team-a");
+        let rows: Vec<_> = view
+            .iter()
+            .map(|c| {
+                let row = c.row();
+                [
+                    row.get(Column::Credential).to_owned(),
+                    row.get(Column::Scope).to_owned(),
+                    row.get(Column::Type).to_owned(),
+                    row.get(Column::Status).to_owned(),
+                ]
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ["db", "project", "password", "No issues found"],
+                ["s3-rnd", "department/rnd", "access-key", NO_STATUS],
+                ["s3", "cluster", "access-key", NO_STATUS],
+            ]
+        );
+        assert_eq!(view[2].row().get(Column::DataSources), "team-a/pod/job");
+        assert_eq!(view[2].secret_path(), "runai/s3-all");
     }
 
     #[test]
@@ -532,6 +769,29 @@ mod tests {
         assert_eq!(db.get(Column::Status), NO_STATUS);
         assert_eq!(db.get(Column::Environments), "team-a/deployment/trainer");
         assert_eq!(creds[2].row().get(Column::Environments), "team-a/pod/debug");
+
+        // Issue 17: team-a's view holds its own credential and the cluster
+        // one, with team-a's users only.
+        let view = project_view(&settings, "kind-dev", &listing, "team-a");
+        let names: Vec<_> = view
+            .iter()
+            .map(|c| (c.name.as_str(), c.scope.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("db", "project/team-a"),
+                ("token", "project/team-a"),
+                ("s3", "cluster")
+            ]
+        );
+        assert_eq!(view[2].copies.len(), 1);
+        assert!(view[2].users.iter().all(|u| u.namespace == "team-a"));
+        assert!(
+            project_view(&settings, "kind-dev", &listing, "team-b")
+                .iter()
+                .all(|c| c.name == "s3")
+        );
 
         let mut s3 = creds[0].clone();
         compare_copies(&mut s3, "sha256:2", &listing.copies);

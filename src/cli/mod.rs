@@ -6,6 +6,10 @@
 //! Secrets are listed as metadata only (never data), namespaces and workloads
 //! as far as the user may list them. Errors are one line that says what to do.
 
+pub mod check;
+pub mod create;
+pub mod delete;
+pub mod existing;
 pub mod inventory;
 mod mine;
 pub mod table;
@@ -25,7 +29,7 @@ use std::io::{IsTerminal, Write as _};
 use std::time::Duration;
 
 use crate::model::copy::MANAGED_LABEL;
-use crate::model::credential::{annotation, label};
+use crate::model::credential::{Scope, annotation, label};
 use crate::model::workload::{
     KindVisitor, Workload as WorkloadType, WorkloadKind, references, visit,
 };
@@ -66,8 +70,19 @@ pub enum CliError {
     },
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
-    #[error("uninstall not confirmed: {0}")]
+    #[error(
+        "no namespace is labelled runai/queue={0}: `kubectl get ns -L runai/queue` shows the projects"
+    )]
+    NoProject(String),
+    #[error("not confirmed: {0}")]
     Confirm(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot read {path}: {reason}")]
+    Input { path: String, reason: String },
+    /// `credgate check` found what the webhook would refuse (exit code 1).
+    #[error("{0}")]
+    Refused(String),
     #[error("credgate could not be stopped first: {0}")]
     NotStopped(String),
 }
@@ -81,12 +96,71 @@ pub struct ClusterArgs {
     /// Namespace of cluster- and department-scoped credentials.
     #[arg(long, env = "CREDGATE_CREDENTIALS_NAMESPACE", default_value = "runai")]
     pub credentials_namespace: String,
-    /// Only credentials stored in this namespace (default: every namespace).
+    /// A project's namespace: the credentials its workloads may use (its own,
+    /// its department's and the cluster's, the last two read from their
+    /// managed copies there). The credentials namespace: those stored there.
+    /// Default: every namespace.
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
+    /// Like -n, with the project's name (the namespace labelled runai/queue=PROJECT).
+    #[arg(long, conflicts_with = "namespace")]
+    pub project: Option<String>,
     /// Every namespace (the default; kept for kubectl habits).
-    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    #[arg(short = 'A', long, conflicts_with_all = ["namespace", "project"])]
     pub all_namespaces: bool,
+}
+
+/// The scope of a new credential (with `-n`/`--project` of [`ClusterArgs`]
+/// for a project).
+#[derive(Debug, Args)]
+pub struct ScopeArgs {
+    /// A department credential (stored in the credentials namespace).
+    #[arg(long, conflicts_with_all = ["namespace", "project", "cluster_wide"])]
+    pub department: Option<String>,
+    /// A cluster credential (stored in the credentials namespace).
+    #[arg(long = "cluster", conflicts_with_all = ["namespace", "project"])]
+    pub cluster_wide: bool,
+}
+
+impl ScopeArgs {
+    /// The namespace and scope asked for; one of `-n`, `--project`,
+    /// `--department` or `--cluster` is required.
+    fn resolve(&self, conn: &Connection) -> Result<(String, Scope), CliError> {
+        let credentials = conn.settings.credentials_namespace.clone();
+        match (&self.department, self.cluster_wide, &conn.namespace) {
+            (Some(d), _, _) => Ok((credentials, Scope::Department(d.clone()))),
+            (None, true, _) => Ok((credentials, Scope::Cluster)),
+            (None, false, Some(ns)) if *ns != credentials => Ok((ns.clone(), Scope::Project)),
+            _ => Err(CliError::Usage(
+                "name the scope: -n PROJECT_NAMESPACE, --project PROJECT, --department DEPARTMENT or --cluster".into(),
+            )),
+        }
+    }
+}
+
+/// Asks on the terminal before a change, after showing `plan`; without a
+/// terminal only `yes` lets it go on.
+fn confirm(plan: &str, yes: bool, flag_hint: &str) -> Result<(), CliError> {
+    use std::io::BufRead as _;
+    eprint!("{plan}");
+    if yes {
+        return Ok(());
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(CliError::Confirm(format!(
+            "no terminal to ask on; pass --yes to {flag_hint}"
+        )));
+    }
+    eprint!("Continue? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(CliError::Confirm("nothing was changed".into()))
+    }
 }
 
 /// A client and the name of the cluster it talks to.
@@ -128,6 +202,10 @@ impl ClusterArgs {
             },
         };
         let client = Client::try_from(config).map_err(|e| CliError::NoConfig(e.to_string()))?;
+        let namespace = match &self.project {
+            None => self.namespace.clone(),
+            Some(project) => Some(project_namespace(&client, &cluster, project).await?),
+        };
         Ok(Connection {
             client,
             cluster,
@@ -138,30 +216,69 @@ impl ClusterArgs {
                 own_namespace: String::new(),
                 in_use_finalizer: false,
             },
-            namespace: self.namespace.clone(),
+            namespace,
         })
+    }
+}
+
+/// The namespace of `project` (labelled `runai/queue: <project>`).
+async fn project_namespace(
+    client: &Client,
+    cluster: &str,
+    project: &str,
+) -> Result<String, CliError> {
+    let api = Api::<PartialObjectMeta<Namespace>>::all(client.clone());
+    let selector = format!("{}={project}", label::PROJECT);
+    let action = format!("find the namespace of project {project:?} (or pass -n NAMESPACE)");
+    let found = list_all(api, ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| api_error(cluster, action, e))?;
+    let mut names: Vec<String> = found.iter().map(ResourceExt::name_any).collect();
+    match names.len() {
+        1 => Ok(names.remove(0)),
+        0 => Err(CliError::NoProject(project.to_owned())),
+        _ => Err(CliError::Api {
+            action: format!("find the namespace of project {project:?}"),
+            message: format!(
+                "namespaces {} are all labelled {selector}; pass -n NAMESPACE",
+                names.join(", ")
+            ),
+        }),
+    }
+}
+
+/// One line that says what failed and what to do.
+fn api_error(cluster: &str, action: impl Into<String>, error: kube::Error) -> CliError {
+    let action = action.into();
+    let one_line = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    match error {
+        kube::Error::Api(s) if s.code == 403 => CliError::Forbidden {
+            action,
+            message: one_line(&s.message),
+        },
+        kube::Error::Api(s) => CliError::Api {
+            action,
+            message: one_line(&s.message),
+        },
+        other => CliError::Unreachable {
+            cluster: cluster.to_owned(),
+            action,
+            reason: one_line(&other.to_string()),
+        },
     }
 }
 
 impl Connection {
     fn error(&self, action: impl Into<String>, error: kube::Error) -> CliError {
-        let action = action.into();
-        let one_line = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
-        match error {
-            kube::Error::Api(s) if s.code == 403 => CliError::Forbidden {
-                action,
-                message: one_line(&s.message),
-            },
-            kube::Error::Api(s) => CliError::Api {
-                action,
-                message: one_line(&s.message),
-            },
-            other => CliError::Unreachable {
-                cluster: self.cluster.clone(),
-                action,
-                reason: one_line(&other.to_string()),
-            },
-        }
+        api_error(&self.cluster, action, error)
+    }
+
+    /// The project namespace whose view is asked for (`-n` of a namespace
+    /// other than the credentials namespace).
+    fn project_view(&self) -> Option<&str> {
+        self.namespace
+            .as_deref()
+            .filter(|ns| *ns != self.settings.credentials_namespace)
     }
 
     fn api<K>(&self, namespace: Option<&str>) -> Api<K>
@@ -200,6 +317,18 @@ impl Connection {
         .map_err(|e| self.error(format!("list Secrets {where_}"), e))?;
 
         let mut left_out = Vec::new();
+        // A project's view adds the department and cluster credentials
+        // themselves when the user may read them (else their copies stand in).
+        let mut wider = Vec::new();
+        if self.project_view().is_some() {
+            let api =
+                self.api::<PartialObjectMeta<Secret>>(Some(&self.settings.credentials_namespace));
+            match list_all(api, ListParams::default().labels(label::RESOURCE)).await {
+                Ok(list) => wider = list,
+                Err(kube::Error::Api(s)) if s.code == 403 => {}
+                Err(e) => return Err(self.error("list the credentials namespace", e)),
+            }
+        }
         let namespaces = match list_all(
             Api::<PartialObjectMeta<Namespace>>::all(self.client.clone()),
             ListParams::default(),
@@ -224,15 +353,17 @@ impl Connection {
             Err(e) => return Err(self.error("list namespaces", e)),
         };
         // Usage and copies span namespaces: read them cluster-wide when allowed.
-        let copies = match self
-            .wide(|api: Api<PartialObjectMeta<Secret>>| {
-                list_all(
-                    api,
-                    ListParams::default().labels(&format!("{MANAGED_LABEL}=true")),
-                )
-            })
-            .await
-        {
+        let copies_in = |api: Api<PartialObjectMeta<Secret>>| {
+            list_all(
+                api,
+                ListParams::default().labels(&format!("{MANAGED_LABEL}=true")),
+            )
+        };
+        let copies = match self.project_view() {
+            Some(ns) => copies_in(self.api(Some(ns))).await,
+            None => self.wide(copies_in).await,
+        };
+        let copies = match copies {
             Ok(list) => list.into_iter().map(|c| c.metadata).collect(),
             Err(kube::Error::Api(s)) if s.code == 403 => {
                 left_out.push("managed copies");
@@ -259,11 +390,23 @@ impl Connection {
             secrets: secrets
                 .into_iter()
                 .chain(legacy)
+                .chain(wider)
                 .map(|s| s.metadata)
                 .collect(),
             copies,
             workloads,
         })
+    }
+
+    /// What `listing` reads, in every namespace whatever `-n` says.
+    async fn whole_listing(&self) -> Result<Listing, CliError> {
+        let all = Connection {
+            client: self.client.clone(),
+            cluster: self.cluster.clone(),
+            settings: self.settings.clone(),
+            namespace: None,
+        };
+        all.listing().await
     }
 
     /// Runs `list` cluster-wide, or in the chosen namespace when cluster-wide is forbidden.
@@ -303,7 +446,10 @@ impl Connection {
 
     async fn credentials(&self) -> Result<(Vec<Credential>, Listing), CliError> {
         let listing = self.listing().await?;
-        let credentials = inventory::build(&self.settings, &self.cluster, &listing);
+        let credentials = match self.project_view() {
+            Some(ns) => inventory::project_view(&self.settings, &self.cluster, &listing, ns),
+            None => inventory::build(&self.settings, &self.cluster, &listing),
+        };
         Ok((credentials, listing))
     }
 
@@ -320,6 +466,13 @@ impl Connection {
         let mut found = named(|c| &c.name);
         if found.is_empty() {
             found = named(|c| &c.kubernetes_name);
+        }
+        // In a project's view the nearest scope wins, as it does for pods.
+        if let Some(ns) = self.project_view()
+            && found.len() > 1
+            && found.iter().any(|c| c.namespace == ns)
+        {
+            found.retain(|c| c.namespace == ns);
         }
         match found.len() {
             1 => Ok((found.remove(0), listing)),

@@ -4,6 +4,8 @@
 use std::fmt::Write as _;
 use std::str::FromStr;
 
+use crate::model::credential::CredentialType;
+
 /// A column of the credentials table, in the seeds' default order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Column {
@@ -181,8 +183,21 @@ impl FromStr for Filter {
 }
 
 impl Filter {
+    /// The cell matches as stored (the stable key) or as the table shows it
+    /// (`--filter type=access-key` and `--filter "type=Access key"` agree).
     pub fn matches(&self, row: &Row) -> bool {
-        self.pattern.matches(row.get(self.column))
+        let cell = row.get(self.column);
+        self.pattern.matches(cell) || self.pattern.matches(&shown(self.column, cell))
+    }
+}
+
+/// A cell as `-o table` shows it: the *Type* column in the seeds' words
+/// (`Docker registry`, `Access key`, `Username & password`, `Generic`); CSV
+/// and JSON keep the stable keys.
+pub fn shown(column: Column, cell: &str) -> std::borrow::Cow<'_, str> {
+    match (column, cell.parse::<CredentialType>()) {
+        (Column::Type, Ok(kind)) => std::borrow::Cow::Borrowed(kind.display_name()),
+        _ => std::borrow::Cow::Borrowed(cell),
     }
 }
 
@@ -233,7 +248,10 @@ impl Query {
             .filter(|r| self.filters.iter().all(|f| f.matches(r)))
             .filter(|r| match &needle {
                 None => true,
-                Some(n) => r.0.iter().any(|cell| cell.to_lowercase().contains(n)),
+                Some(n) => Column::ALL.iter().any(|c| {
+                    let cell = r.get(*c);
+                    cell.to_lowercase().contains(n) || shown(*c, cell).to_lowercase().contains(n)
+                }),
             })
             .collect();
         if let Some(sort) = self.sort {
@@ -343,7 +361,12 @@ pub fn text(rows: &[Row], columns: &[Column], width: Option<usize>) -> String {
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
     let body: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| columns.iter().map(|c| r.get(*c).to_owned()).collect())
+        .map(|r| {
+            columns
+                .iter()
+                .map(|c| shown(*c, r.get(*c)).into_owned())
+                .collect()
+        })
         .collect();
     aligned(&header, &body, width)
 }
@@ -592,6 +615,11 @@ mod tests {
             .collect::<Vec<_>>()
         };
         assert_eq!(q(&["type=access-key"], None), ["s3"]);
+        // The seeds' names filter too (issue 17).
+        assert_eq!(q(&["type=Access key"], None), ["s3"]);
+        assert_eq!(q(&["type=Docker*"], None), ["registry-a", "registry-b"]);
+        assert_eq!(q(&[], Some("username &")), Vec::<String>::new());
+        assert_eq!(q(&[], Some("access KEY")), ["s3"]);
         assert_eq!(q(&["type=docker"], None), Vec::<String>::new());
         assert_eq!(
             q(&["credential=registry-*"], None),
@@ -633,6 +661,11 @@ mod tests {
             lines[0],
             format!("CREDENTIAL   TYPE             DESCRIPTION")
         );
+        // The table shows the seeds' type names; CSV and JSON keep the keys.
+        assert!(lines[1].starts_with("a            Generic "), "{wide}");
+        assert!(lines[2].starts_with("longer-name  Docker registry  "));
+        assert!(csv(&rows, &cols, false, false).contains(",docker-registry,"));
+        assert!(json(&rows, &cols).contains("\"docker-registry\""));
         assert!(lines[2].ends_with(&"x".repeat(80)));
         let narrow = text(&rows, &cols, Some(50));
         for line in narrow.lines() {

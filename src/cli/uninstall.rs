@@ -7,8 +7,6 @@
 //!
 //! After it, deleting a credential or the credentials namespace completes at once.
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
-
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
@@ -50,21 +48,7 @@ impl UninstallArgs {
             conn.cluster,
             self.webhook_config.join(", ")
         );
-        if !self.yes {
-            let stdin = std::io::stdin();
-            if !stdin.is_terminal() {
-                return Err(CliError::Confirm(
-                    "no terminal to ask on; pass --yes to uninstall".into(),
-                ));
-            }
-            eprint!("{plan}Continue? [y/N] ");
-            std::io::stderr().flush()?;
-            let mut answer = String::new();
-            stdin.lock().read_line(&mut answer)?;
-            if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                return Err(CliError::Confirm("nothing was changed".into()));
-            }
-        }
+        super::confirm(&plan, self.yes, "uninstall")?;
         if let Some(deployment) = &self.scale_down {
             scale_down(&conn, &self.credgate_namespace, deployment).await?;
         }

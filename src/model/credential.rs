@@ -57,6 +57,16 @@ pub mod annotation {
     pub const STATUS: &str = "run.ai/status";
     /// The namespaces with problems, when the status is "Issues found".
     pub const STATUS_MESSAGE: &str = "run.ai/status-message";
+    /// On a legacy credential (`run.ai/credentials: "true"`, no type label):
+    /// the type its shape gives, stamped by credgate on every write.
+    pub const INFERRED_TYPE: &str = "credgate.run.ai/inferred-type";
+    /// On a credential made by `credgate create` with its own data: a new
+    /// Secret, which the seeds keep out of the list of existing secrets.
+    pub const NEW_SECRET: &str = "credgate.run.ai/new-secret";
+    /// On a managed copy: the scope of its source (`cluster` or
+    /// `department/<d>`), so a project's view needs no access to the
+    /// credentials namespace.
+    pub const COPY_SCOPE: &str = "credgate.run.ai/scope";
 }
 
 /// Longest `run.ai/description`, in characters.
@@ -87,6 +97,16 @@ impl CredentialType {
             CredentialType::Generic => "generic",
         }
     }
+
+    /// The seeds' name of the type, as the table shows it.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            CredentialType::DockerRegistry => "Docker registry",
+            CredentialType::AccessKey => "Access key",
+            CredentialType::Password => "Username & password",
+            CredentialType::Generic => "Generic",
+        }
+    }
 }
 
 impl fmt::Display for CredentialType {
@@ -115,6 +135,18 @@ pub enum Scope {
     Department(String),
     /// The project whose namespace holds the Secret.
     Project,
+}
+
+impl Scope {
+    /// `cluster`, `department/<d>` or `project`: the scope as the table and
+    /// a copy's [`annotation::COPY_SCOPE`] write it.
+    pub fn key(&self) -> String {
+        match self {
+            Scope::Cluster => "cluster".to_owned(),
+            Scope::Department(d) => format!("department/{d}"),
+            Scope::Project => "project".to_owned(),
+        }
+    }
 }
 
 impl fmt::Display for Scope {
@@ -183,6 +215,18 @@ impl<'a> Meta<'a> {
     /// The credential type from the `run.ai/resource` label, if the label is set.
     pub fn declared_type(&self) -> Result<Option<CredentialType>, ModelError> {
         self.label(label::RESOURCE).map(str::parse).transpose()
+    }
+
+    /// The declared type or, for a legacy credential, the type credgate
+    /// inferred from its shape and stamped ([`annotation::INFERRED_TYPE`]).
+    pub fn known_type(&self) -> Option<CredentialType> {
+        match self.declared_type() {
+            Ok(Some(kind)) => Some(kind),
+            Ok(None) if self.label(label::CREDENTIALS_LEGACY) == Some("true") => self
+                .annotation(annotation::INFERRED_TYPE)
+                .and_then(|t| t.parse().ok()),
+            _ => None,
+        }
     }
 
     /// The credential's name: `run.ai/name`, else `metadata.name`.

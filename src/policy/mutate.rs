@@ -86,6 +86,13 @@ pub fn secret(
         let hosts: Vec<String> = hosts.into_iter().collect();
         wanted.push((annotation::REGISTRIES, hosts.join(",")));
     }
+    // A legacy credential is typed by its shape, on every write (its data may change).
+    if meta.label(label::RESOURCE).is_none()
+        && meta.annotation(annotation::EXISTING_SECRET).is_none()
+    {
+        let inferred = crate::policy::validate::infer_type(object);
+        wanted.push((annotation::INFERRED_TYPE, inferred.as_str().to_owned()));
+    }
     // Key names (never values), so workloads can be checked against them later.
     if meta.annotation(annotation::EXISTING_SECRET).is_none() {
         let keys: Vec<&str> = SecretData(object).keys().into_iter().collect();
@@ -307,6 +314,43 @@ mod tests {
         assert!(
             !got.contains_key("run.ai/created-by") && !got.contains_key("run.ai/status"),
             "{got:?}"
+        );
+    }
+
+    /// Issue 17: a legacy credential is typed by its shape, so the table shows
+    /// that type and pods can name it like any other.
+    #[test]
+    fn a_legacy_credential_gets_the_type_of_its_shape() {
+        let mut legacy = docker_secret(Value::Null);
+        legacy.metadata.labels =
+            Some([("run.ai/credentials".to_owned(), "true".to_owned())].into());
+        let c = change(Operation::Create, &legacy, None);
+        let got = apply(&legacy, secret(&Settings::default(), &c));
+        let annotations = got.metadata.annotations.clone().unwrap();
+        assert_eq!(
+            annotations["credgate.run.ai/inferred-type"],
+            "docker-registry"
+        );
+        let meta = crate::model::credential::secret_meta(&got, "team-a");
+        assert_eq!(meta.known_type(), Some(CredentialType::DockerRegistry));
+        // A typed credential gets no inferred type, and a forged one is not read.
+        let plain = docker_secret(Value::Null);
+        let c = change(Operation::Create, &plain, None);
+        let typed = apply(&plain, secret(&Settings::default(), &c));
+        assert!(
+            !typed
+                .metadata
+                .annotations
+                .unwrap()
+                .contains_key("credgate.run.ai/inferred-type")
+        );
+        let mut forged = docker_secret(json!({"credgate.run.ai/inferred-type": "generic"}));
+        forged.metadata.labels = legacy.metadata.labels.clone();
+        let c = change(Operation::Update, &forged, Some(&got));
+        let fixed = apply(&forged, secret(&Settings::default(), &c));
+        assert_eq!(
+            fixed.metadata.annotations.unwrap()["credgate.run.ai/inferred-type"],
+            "docker-registry"
         );
     }
 

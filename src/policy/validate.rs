@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 
 use crate::model::credential::secret_meta;
 use crate::model::credential::{
-    CredentialType, MAX_DESCRIPTION_CHARS, Meta, Scope, annotation, is_dns_subdomain,
+    CredentialType, MAX_DESCRIPTION_CHARS, Meta, Scope, annotation, is_dns_subdomain, label,
 };
 use crate::model::dockerconfig;
 use crate::policy::{Allow, Change, Deny, Operation, SecretData, Settings, Verdict};
@@ -497,6 +497,66 @@ fn annotations(meta: &Meta<'_>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether the Secret `existing` (in `namespace`) may back a new credential
+/// of `kind` and `scope`: the seeds' rules (its scope labels and type label
+/// match, its shape is right) and credgate's (it is not a credential backed by
+/// another Secret, not a managed copy, not a new secret made together with
+/// its credential). One rule for `/validate`'s claim and for `credgate
+/// existing-secrets`; that it backs no other credential yet is checked apart
+/// (by the claim, and by the CLI from its listing).
+pub fn can_back(
+    existing: &Secret,
+    namespace: &str,
+    kind: CredentialType,
+    scope: &Scope,
+) -> Result<(), String> {
+    let meta = secret_meta(existing, namespace);
+    let name = meta.name;
+    let deny = |why: String| {
+        Err(format!(
+            "the existing Secret {name:?} cannot back this credential: {why}"
+        ))
+    };
+    if meta.annotation(annotation::EXISTING_SECRET).is_some() {
+        return deny("it is itself a credential backed by another Secret".into());
+    }
+    if meta.label(crate::model::copy::MANAGED_LABEL).is_some() {
+        return deny("it is one of credgate's managed copies".into());
+    }
+    if meta.annotation(annotation::NEW_SECRET).is_some() {
+        return deny(
+            "it was created together with its own credential; only Secrets created in advance can back a credential".into(),
+        );
+    }
+    match meta.label(label::RESOURCE) {
+        Some(t) if t == kind.as_str() => {}
+        Some(t) => {
+            return deny(format!("it is labelled run.ai/resource: {t}, not {kind}"));
+        }
+        None => return deny(format!("label it run.ai/resource: {kind}")),
+    }
+    let cluster = meta.label(label::CLUSTER_WIDE) == Some("true")
+        || meta.label(label::CLUSTER_WIDE_LEGACY) == Some("true");
+    let department = meta.label(label::DEPARTMENT);
+    match scope {
+        Scope::Cluster if !cluster => {
+            return deny("label it run.ai/cluster-wide: \"true\" to share it cluster-wide".into());
+        }
+        Scope::Department(d) if department != Some(d.as_str()) => {
+            return deny(format!(
+                "label it run.ai/department: {d} to share it with department {d}"
+            ));
+        }
+        Scope::Project if cluster || department.is_some() => {
+            return deny(
+                "it carries a cluster or department label; project credentials need neither".into(),
+            );
+        }
+        _ => {}
+    }
+    shape(kind, existing).map_err(|problem| format!("the existing Secret {name:?}: {problem}"))
 }
 
 fn existing_secret(secret: &Secret, meta: &Meta<'_>, existing: &str) -> Result<(), String> {

@@ -81,6 +81,11 @@ impl Source {
                 annotations.insert(key.to_owned(), v.clone());
             }
         }
+        // The source's scope, so a project's view can show it from the copy alone.
+        let meta = crate::model::credential::secret_meta(&credential, namespace);
+        if let Ok(scope) = meta.scope(namespace) {
+            annotations.insert(annotation::COPY_SCOPE.to_owned(), scope.key());
+        }
         Ok(Some(Source {
             namespace: namespace.to_owned(),
             name: name.to_owned(),

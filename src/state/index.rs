@@ -92,7 +92,7 @@ pub struct NamespaceInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecretInfo {
     pub uid: String,
-    /// Declared type (`None` for a legacy marker without a type label).
+    /// Declared type, or the one inferred for a legacy credential (`None` if unknown).
     pub kind: Option<CredentialType>,
     /// `None` when the labels do not describe a valid scope.
     pub scope: Option<Scope>,
@@ -112,7 +112,7 @@ impl SecretInfo {
     pub fn from_meta(meta: &Meta<'_>, uid: &str, credentials_namespace: &str) -> Self {
         SecretInfo {
             uid: uid.to_owned(),
-            kind: meta.declared_type().ok().flatten(),
+            kind: meta.known_type(),
             scope: meta.scope(credentials_namespace).ok(),
             credential_name: meta.credential_name().to_owned(),
             existing_secret: meta
