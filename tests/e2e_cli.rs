@@ -30,6 +30,10 @@ fn main() {
             ("create_existing_secrets_and_delete", create_and_delete),
             ("check_manifests_like_the_webhook", check_manifests),
             ("statuses_of_a_cluster_credential", statuses),
+            (
+                "a_legacy_label_in_place_makes_a_typed_credential",
+                legacy_label,
+            ),
         ],
     );
 }
@@ -789,14 +793,14 @@ fn project_view(c: &Cluster) {
     // The admin gets the same set with --project, and the sources' statuses.
     let admin = by_name(&ok(credgate(
         c,
-        &["list", "--project", &f.project, "-o", "json"],
+        &["list", "--project", "cli-a", "-o", "json"],
     )));
     for name in rows.keys() {
         assert!(admin.contains_key(name), "{name} missing from {admin:?}");
     }
     assert_eq!(admin["cl-generic"]["status"], "No issues found");
     // A project user cannot resolve --project (namespaces are not theirs to list).
-    let out = credgate_with(c, &kubeconfig, &["list", "--project", &f.project]);
+    let out = credgate_with(c, &kubeconfig, &["list", "--project", "cli-a"]);
     assert!(text(&out).contains("pass -n NAMESPACE"), "{}", text(&out));
     // The other project sees the cluster credentials but not cli-rnd's.
     let other = by_name(&ok(credgate(c, &["list", "-n", &f.other, "-o", "json"])));
@@ -1222,4 +1226,62 @@ fn statuses(c: &Cluster) {
         &["delete", "secret", "credgate.st-blocked", "-n", &f.other],
         None,
     );
+}
+
+/// Issue 17: `kubectl label secret … run.ai/credentials=true`, as the older
+/// seed says, makes a credential stamped like a created one, shown with the
+/// type of its shape and usable by name.
+fn legacy_label(c: &Cluster) {
+    let f = fixture(c);
+    c.kubectl_ok(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "old-db",
+            "-n",
+            &f.project,
+            "--from-literal=User=u",
+            "--from-literal=Password=p",
+        ],
+        None,
+    );
+    c.kubectl_ok(
+        &[
+            "label",
+            "secret",
+            "old-db",
+            "-n",
+            &f.project,
+            "run.ai/credentials=true",
+        ],
+        None,
+    );
+    let rows = by_name(&ok(credgate(
+        c,
+        &[
+            "list",
+            "-n",
+            &f.project,
+            "-o",
+            "json",
+            "--filter",
+            "credential=old-db",
+        ],
+    )));
+    let row = &rows["old-db"];
+    assert_eq!(row["type"], "password", "{row:?}");
+    assert_eq!(row["status"], "No issues found", "{row:?}");
+    assert!(!row["created-by"].is_empty(), "{row:?}");
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: legacy-user, namespace: {}, annotations: {{run.ai/git-credential: old-db}}}}\nspec: {{containers: [{{name: c, image: busybox}}]}}\n",
+        f.project
+    );
+    let out = c.kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&pod));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.kubectl_ok(&["delete", "secret", "old-db", "-n", &f.project], None);
 }
