@@ -99,11 +99,14 @@ impl CreateArgs {
         let conn = self.cluster.connect().await?;
         let (namespace, scope) = self.scope.resolve(&conn)?;
         let secret = self.secret(&namespace, &scope, &mut Stdin)?;
+        let scope_text = match &scope {
+            Scope::Project => format!("project namespace {namespace}"),
+            wider => wider.key(),
+        };
         let what = format!(
-            "credential {:?} ({}, {})",
+            "credential {:?} ({}, {scope_text})",
             self.name,
-            CredentialType::from(self.kind),
-            scope.key()
+            CredentialType::from(self.kind)
         );
         if self.dry_run == Some(DryRun::Client) {
             print!("{}", hidden(&secret));
