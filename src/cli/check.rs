@@ -24,6 +24,8 @@ use crate::state::index::{Index, NamespaceInfo, SecretInfo};
 
 /// Most objects one run reads (a guard against a runaway directory).
 const MAX_OBJECTS: usize = 10_000;
+/// Largest manifest file read.
+const MAX_FILE_BYTES: u64 = 16 << 20;
 
 /// `credgate check`.
 #[derive(Debug, Args)]
@@ -145,10 +147,8 @@ fn check(settings: &Settings, mut index: Index, objects: &[Object], default_ns: 
             &namespace,
             &object.value,
         );
-        let what = format!(
-            "{kind} {namespace}/{name} ({})",
-            table::printable(&object.file)
-        );
+        let what =
+            table::printable(&format!("{kind} {namespace}/{name} ({})", object.file)).into_owned();
         match outcome {
             Outcome::Skipped => skipped += 1,
             Outcome::Allowed(warnings) => {
@@ -225,7 +225,12 @@ fn decide(
         ("", "Secret") => {
             let secret: Secret = match serde_json::from_value(value.clone()) {
                 Ok(s) => s,
-                Err(e) => return Outcome::Refused(format!("not a valid Secret: {e}")),
+                // The parser's message may quote a value: name no more than the problem.
+                Err(_) => {
+                    return Outcome::Refused(
+                        "not a valid Secret: data and stringData must map keys to strings".into(),
+                    );
+                }
             };
             let meta = object_meta(&secret.metadata, namespace);
             if !meta.is_credential() {
@@ -243,8 +248,12 @@ fn decide(
             };
             let outcome = verdict(validate::secret(settings, index, &change));
             if matches!(outcome, Outcome::Allowed(_)) {
+                // Stored as the webhook would store it: stamped by /mutate (keys,
+                // registries, a legacy credential's type).
+                let stamped = stamped(settings, &change).unwrap_or_else(|| secret.clone());
+                let meta = object_meta(&stamped.metadata, namespace);
                 let info = SecretInfo::from_meta(&meta, "", &settings.credentials_namespace);
-                let name = secret.metadata.name.as_deref().unwrap_or_default();
+                let name = stamped.metadata.name.as_deref().unwrap_or_default();
                 index.set_secret(namespace, name, info);
             }
             outcome
@@ -265,6 +274,14 @@ fn decide(
     }
 }
 
+/// The Secret with /mutate's patch applied.
+fn stamped(settings: &Settings, change: &Change<'_, Secret>) -> Option<Secret> {
+    let ops = mutate::secret(settings, change);
+    let mut doc = serde_json::to_value(change.object?).ok()?;
+    json_patch::patch(&mut doc, &ops).ok()?;
+    serde_json::from_value(doc).ok()
+}
+
 /// Every object of the files and directories, `List` items included.
 fn read_all(paths: &[PathBuf]) -> Result<Vec<Object>, CliError> {
     let mut files = Vec::new();
@@ -273,6 +290,15 @@ fn read_all(paths: &[PathBuf]) -> Result<Vec<Object>, CliError> {
     }
     let mut objects = Vec::new();
     for file in files {
+        let size = std::fs::metadata(&file).map_or(0, |m| m.len());
+        if size > MAX_FILE_BYTES {
+            return Err(input_error(
+                &file,
+                format!(
+                    "{size} bytes; credgate check reads files of at most {MAX_FILE_BYTES} bytes"
+                ),
+            ));
+        }
         let text = std::fs::read_to_string(&file).map_err(|e| input_error(&file, e))?;
         let shown = file.display().to_string();
         let is_json = file.extension().is_some_and(|e| e == "json");
@@ -322,11 +348,21 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
         .collect();
     entries.sort();
     for entry in entries {
+        // Symbolic links inside a directory are not followed (no loops, no
+        // files from elsewhere); a link named on the command line is.
+        let Ok(meta) = std::fs::symlink_metadata(&entry) else {
+            continue;
+        };
         let manifest = entry
             .extension()
             .is_some_and(|e| e == "yaml" || e == "yml" || e == "json");
-        if entry.is_dir() || manifest {
+        if meta.is_dir() || (meta.is_file() && manifest) {
             collect(&entry, out)?;
+        }
+        if out.len() > MAX_OBJECTS {
+            return Err(CliError::Usage(format!(
+                "more than {MAX_OBJECTS} files: check fewer at a time"
+            )));
         }
     }
     Ok(())
@@ -534,6 +570,51 @@ mod tests {
             "{}",
             report.text
         );
+    }
+
+    /// From the review of issue 17: a Secret the parser refuses is reported
+    /// without its values, and a legacy credential in the manifests is typed
+    /// by its shape as the webhook's /mutate would type it.
+    #[test]
+    fn secrets_are_reported_without_values_and_stamped_like_the_webhook() {
+        let settings = Settings::default();
+        let file = credentials_file(json!([]));
+        let objs = objects(vec![
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "num", "labels": {"run.ai/resource": "password"}},
+                   "stringData": {"User": "u", "Password": 123456789}}),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "old", "labels": {"run.ai/credentials": "true"}},
+                   "stringData": {"User": "u", "Password": "p"}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "git", "annotations": {"run.ai/git-credential": "old"}},
+                   "spec": {"containers": [{"name": "c", "image": "x"}]}}),
+        ]);
+        let namespaces = target_namespaces(&objs, Some("team-a"));
+        let index = offline_index(&settings, file.path(), &namespaces, None, None).unwrap();
+        let report = check(&settings, index, &objs, "team-a");
+        assert!(!report.text.contains("123456789"), "{}", report.text);
+        assert!(
+            report.text.contains("refused  Secret team-a/num"),
+            "{}",
+            report.text
+        );
+        assert!(
+            report.text.contains("ok       Pod team-a/git"),
+            "{}",
+            report.text
+        );
+    }
+
+    #[test]
+    fn symbolic_links_in_directories_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: one}\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("a.yaml"), dir.path().join("b.yaml")).unwrap();
+        let objects = read_all(&[dir.path().to_owned()]).unwrap();
+        assert_eq!(objects.len(), 1);
     }
 
     #[test]

@@ -283,13 +283,20 @@ impl CreateArgs {
                     ("--secret-key-stdin", self.secret_key_stdin),
                 ])?;
                 let mut data = BTreeMap::new();
-                for literal in &self.from_literal {
+                for (n, literal) in self.from_literal.iter().enumerate() {
+                    // The argument may be a value given by mistake: never quote it.
                     let (k, v) = literal.split_once('=').ok_or_else(|| {
                         CliError::Usage(format!(
-                            "--from-literal needs KEY=VALUE, not {:?}",
-                            literal.split('=').next().unwrap_or_default()
+                            "--from-literal number {} has no '=': give KEY=VALUE",
+                            n + 1
                         ))
                     })?;
+                    if v.is_empty() {
+                        return Err(CliError::Usage(format!(
+                            "--from-literal number {} has an empty value: give KEY=VALUE",
+                            n + 1
+                        )));
+                    }
                     put(&mut data, k, v.as_bytes().to_vec())?;
                 }
                 for spec in &self.from_file {
@@ -592,6 +599,22 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("KEY=VALUE"), "{err}");
+        // A value given without its key is never quoted back.
+        let err = made(
+            &["generic", "g", "-n", "team-a", "--from-literal", "s3cr3t"],
+            "",
+        )
+        .unwrap_err();
+        assert!(
+            !err.to_string().contains("s3cr3t") && err.to_string().contains("number 1"),
+            "{err}"
+        );
+        let err = made(
+            &["generic", "g", "-n", "team-a", "--from-literal", "dG9rZW4="],
+            "",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("empty value"), "{err}");
         let err = made(&["generic", "g", "-n", "team-a"], "").unwrap_err();
         assert!(err.to_string().contains("--from-literal"), "{err}");
         assert!(

@@ -4,7 +4,7 @@
 
 use clap::Args;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, Preconditions};
 
 use super::inventory::{Credential, User};
 use super::{CliError, ClusterArgs, confirm};
@@ -12,7 +12,9 @@ use super::{CliError, ClusterArgs, confirm};
 /// `credgate delete`.
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
-    /// The credential's name (`run.ai/name`) or its Secret's name.
+    /// The credential's name (`run.ai/name`) or its Secret's name; with -n,
+    /// one stored in that namespace (a department or cluster credential: -n
+    /// with the credentials namespace).
     pub credential: String,
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -24,12 +26,20 @@ pub struct DeleteArgs {
 impl DeleteArgs {
     pub async fn run(self) -> Result<(), CliError> {
         let conn = self.cluster.connect().await?;
-        let (credential, _) = conn.find(&self.credential).await?;
+        let (credential, _) = conn.find_stored(&self.credential).await?;
         confirm(&plan(&credential), self.yes, "delete")?;
         let api = conn.api::<Secret>(Some(&credential.namespace));
         let what = format!("delete credential {:?}", credential.name);
+        // Exactly the Secret shown: not one re-created under its name meanwhile.
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(credential.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
         let deleted = api
-            .delete(&credential.kubernetes_name, &DeleteParams::default())
+            .delete(&credential.kubernetes_name, &params)
             .await
             .map_err(|e| conn.error(what, e))?;
         match deleted.is_left() {

@@ -96,14 +96,24 @@ impl ExistingSecretsArgs {
                 s.push('\n');
                 s
             }
-            Output::Csv | Output::Table if candidates.is_empty() => {
+            Output::Table if candidates.is_empty() => {
                 eprintln!(
                     "no Secret in namespace {namespace} can back a new {} credential: label one as the seeds say (run.ai/resource and the scope's label), or create the credential with its own data",
                     scope.key()
                 );
                 String::new()
             }
-            Output::Csv | Output::Table => {
+            Output::Csv => {
+                let mut out = csv::WriterBuilder::new()
+                    .terminator(csv::Terminator::CRLF)
+                    .from_writer(Vec::new());
+                let _ = out.write_record(["Secret", "Type", "Creation time"]);
+                for c in &candidates {
+                    let _ = out.write_record([c.name.as_str(), c.kind, c.creation_time.as_str()]);
+                }
+                String::from_utf8(out.into_inner().unwrap_or_default()).unwrap_or_default()
+            }
+            Output::Table => {
                 let rows: Vec<Vec<String>> = candidates
                     .iter()
                     .map(|c| {

@@ -453,6 +453,24 @@ impl Connection {
         Ok((credentials, listing))
     }
 
+    /// The one credential called `name` (by `run.ai/name` or Secret name,
+    /// either counting) stored in the `-n` namespace, or anywhere: what
+    /// `delete` and `rename` change. A project's view plays no part, so a
+    /// department or cluster credential is only found with its own namespace.
+    async fn find_stored(&self, name: &str) -> Result<(Credential, Listing), CliError> {
+        let listing = self.whole_listing().await?;
+        let found: Vec<Credential> = inventory::build(&self.settings, &self.cluster, &listing)
+            .into_iter()
+            .filter(|c| self.namespace.as_ref().is_none_or(|ns| c.namespace == *ns))
+            .filter(|c| c.name == name || c.kubernetes_name == name)
+            .collect();
+        let place = self
+            .namespace
+            .as_ref()
+            .map(|n| format!(" stored in namespace {n}"));
+        Ok((the_one(name, found, place)?, listing))
+    }
+
     /// The one credential called `name` (its `run.ai/name` or its Secret's name).
     async fn find(&self, name: &str) -> Result<(Credential, Listing), CliError> {
         let (credentials, listing) = self.credentials().await?;
@@ -474,26 +492,35 @@ impl Connection {
         {
             found.retain(|c| c.namespace == ns);
         }
-        match found.len() {
-            1 => Ok((found.remove(0), listing)),
-            0 => Err(CliError::NotFound {
-                name: name.to_owned(),
-                place: self
-                    .namespace
-                    .as_ref()
-                    .map(|n| format!(" in namespace {n}"))
-                    .unwrap_or_default(),
-            }),
-            count => Err(CliError::Ambiguous {
-                name: name.to_owned(),
-                count,
-                secrets: found
-                    .iter()
-                    .map(Credential::secret_path)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
-        }
+        let place = self
+            .namespace
+            .as_ref()
+            .map(|n| format!(" in namespace {n}"));
+        Ok((the_one(name, found, place)?, listing))
+    }
+}
+
+/// The only credential `found` for `name`, or why there is not one.
+fn the_one(
+    name: &str,
+    mut found: Vec<Credential>,
+    place: Option<String>,
+) -> Result<Credential, CliError> {
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(CliError::NotFound {
+            name: name.to_owned(),
+            place: place.unwrap_or_default(),
+        }),
+        count => Err(CliError::Ambiguous {
+            name: name.to_owned(),
+            count,
+            secrets: found
+                .iter()
+                .map(Credential::secret_path)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
     }
 }
 
@@ -795,7 +822,7 @@ pub struct RenameArgs {
 impl RenameArgs {
     pub async fn run(self) -> Result<(), CliError> {
         let conn = self.cluster.connect().await?;
-        let (credential, _) = conn.find(&self.credential).await?;
+        let (credential, _) = conn.find_stored(&self.credential).await?;
         let mut annotations = serde_json::Map::new();
         if let Some(to) = &self.to {
             annotations.insert(annotation::NAME.into(), to.clone().into());

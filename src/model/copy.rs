@@ -49,6 +49,21 @@ pub fn data_hash(data: &BTreeMap<String, ByteString>, secret_type: Option<&str>)
     format!("sha256:{}", hex(&h.finalize()))
 }
 
+/// The hash a copy carries: over its data ([`data_hash`]) and the metadata it
+/// carries from its source (name, description, keys, registries, scope), so
+/// that a change of either, or an upgrade that carries more, rewrites it.
+pub fn copy_hash(data_hash: &str, carried: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    h.update(data_hash.as_bytes());
+    for (k, v) in carried {
+        h.update((k.len() as u64).to_be_bytes());
+        h.update(k.as_bytes());
+        h.update((v.len() as u64).to_be_bytes());
+        h.update(v.as_bytes());
+    }
+    format!("sha256:{}", hex(&h.finalize()))
+}
+
 /// True when `meta` is credgate's copy of the credential Secret `source` with
 /// uid `uid`: the managed-copy label, the source uid and the copy's name all
 /// agree. A user's Secret that carries one of them (a forged label) is never

@@ -222,9 +222,15 @@ impl<'a> Meta<'a> {
     pub fn known_type(&self) -> Option<CredentialType> {
         match self.declared_type() {
             Ok(Some(kind)) => Some(kind),
-            Ok(None) if self.label(label::CREDENTIALS_LEGACY) == Some("true") => self
-                .annotation(annotation::INFERRED_TYPE)
-                .and_then(|t| t.parse().ok()),
+            // An existing-secret credential has no shape of its own to infer
+            // from, so the annotation (which credgate does not stamp there) is not read.
+            Ok(None)
+                if self.label(label::CREDENTIALS_LEGACY) == Some("true")
+                    && self.annotation(annotation::EXISTING_SECRET).is_none() =>
+            {
+                self.annotation(annotation::INFERRED_TYPE)
+                    .and_then(|t| t.parse().ok())
+            }
             _ => None,
         }
     }

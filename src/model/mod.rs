@@ -6,6 +6,7 @@
 
 pub mod copy;
 pub mod credential;
+pub mod datasource;
 pub mod dockerconfig;
 pub mod registry;
 pub mod workload;

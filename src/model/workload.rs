@@ -22,7 +22,9 @@ pub mod annotation {
     pub const VOLUME: &str = "run.ai/credentials-volume";
     /// `<access-key credential>` → AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
     pub const S3: &str = "run.ai/s3-credential";
-    /// `<password credential>` → GIT_SYNC_USERNAME / GIT_SYNC_PASSWORD.
+    /// `<password credential>` → GIT_SYNC_USERNAME / GIT_SYNC_PASSWORD (git-sync
+    /// v3) and GITSYNC_USERNAME / GITSYNC_PASSWORD (v4); also how the Git data
+    /// sources of [`crate::model::datasource`] fetch.
     pub const GIT: &str = "run.ai/git-credential";
     /// `auto` (default) | `none` | `<credential>, ...` → imagePullSecrets.
     pub const IMAGE_PULL: &str = "run.ai/image-pull-credentials";
@@ -315,6 +317,8 @@ pub struct Requests {
     pub s3: Option<String>,
     pub git: Option<String>,
     pub image_pull: ImagePull,
+    /// `run.ai/git-source`, `run.ai/s3-source` and their settings.
+    pub sources: crate::model::datasource::DataSources,
 }
 
 /// A malformed annotation; the message quotes the part at fault.
@@ -341,12 +345,21 @@ fn bounded_items<'v>(
     annotation: &'static str,
     value: &'v str,
 ) -> Result<impl Iterator<Item = &'v str>, AnnotationError> {
-    // Counting stops past the limit: the work is bounded by it, not by the value.
-    if items(value).nth(MAX_ITEMS_PER_ANNOTATION).is_some() {
+    items_up_to(annotation, value, MAX_ITEMS_PER_ANNOTATION)
+}
+
+/// The comma-separated items of `value`, refused past `limit` before any is
+/// read: counting stops past the limit, so the work is bounded by it.
+pub(crate) fn items_up_to<'v>(
+    annotation: &'static str,
+    value: &'v str,
+    limit: usize,
+) -> Result<impl Iterator<Item = &'v str>, AnnotationError> {
+    if items(value).nth(limit).is_some() {
         return Err(AnnotationError {
             annotation,
             problem: format!(
-                "lists more than {MAX_ITEMS_PER_ANNOTATION} items; credgate accepts at most {MAX_ITEMS_PER_ANNOTATION} per annotation"
+                "lists more than {limit} items; credgate accepts at most {limit} per annotation"
             ),
         });
     }
@@ -354,7 +367,7 @@ fn bounded_items<'v>(
 }
 
 /// `s` as `{:?}` quotes it, cut after [`QUOTED_CHARS`] characters.
-fn quoted(s: &str) -> String {
+pub(crate) fn quoted(s: &str) -> String {
     match s.char_indices().nth(QUOTED_CHARS) {
         None => format!("{s:?}"),
         Some((at, _)) => format!("{:?}…", &s[..at]),
@@ -501,6 +514,11 @@ pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> Result<Requests,
             ),
         };
     }
+    requests.sources =
+        crate::model::datasource::parse(annotations).map_err(|e| AnnotationError {
+            annotation: e.annotation,
+            problem: e.problem,
+        })?;
     let named = match &requests.image_pull {
         ImagePull::Named(names) => names.len(),
         _ => 0,
@@ -560,6 +578,11 @@ impl Requests {
                 ImagePull::default()
             } else {
                 ImagePull::Named(new_named)
+            },
+            sources: if self.sources == old.sources {
+                Default::default()
+            } else {
+                self.sources.clone()
             },
         }
     }

@@ -344,6 +344,15 @@ mod tests {
                 .unwrap()
                 .contains_key("credgate.run.ai/inferred-type")
         );
+        // On a legacy credential backed by an existing Secret, nothing is inferred or read.
+        let mut backed = docker_secret(
+            json!({"run.ai/existing-secret": "other", "credgate.run.ai/inferred-type": "docker-registry"}),
+        );
+        backed.metadata.labels = legacy.metadata.labels.clone();
+        assert_eq!(
+            crate::model::credential::secret_meta(&backed, "team-a").known_type(),
+            None
+        );
         let mut forged = docker_secret(json!({"credgate.run.ai/inferred-type": "generic"}));
         forged.metadata.labels = legacy.metadata.labels.clone();
         let c = change(Operation::Update, &forged, Some(&got));

@@ -14,8 +14,8 @@ use kube::{Client, ResourceExt};
 use std::collections::BTreeMap;
 
 use crate::model::copy::{
-    HASH_ANNOTATION, MANAGED_LABEL, SOURCE_ANNOTATION, SOURCE_UID_LABEL, copy_name, data_hash,
-    is_copy_of,
+    HASH_ANNOTATION, MANAGED_LABEL, SOURCE_ANNOTATION, SOURCE_UID_LABEL, copy_hash, copy_name,
+    data_hash, is_copy_of,
 };
 use crate::model::credential::{annotation, label};
 
@@ -106,8 +106,15 @@ impl Source {
         }))
     }
 
+    /// What a copy must carry to be up to date: its data and its metadata.
     pub fn hash(&self) -> String {
-        data_hash(&self.data, self.secret_type.as_deref())
+        let mut carried = self.annotations.clone();
+        carried.insert(annotation::NAME.into(), self.credential_name.clone());
+        carried.insert(label::RESOURCE.into(), self.kind.clone());
+        copy_hash(
+            &data_hash(&self.data, self.secret_type.as_deref()),
+            &carried,
+        )
     }
 
     /// The copy for `namespace`.
