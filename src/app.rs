@@ -40,6 +40,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         propagation: args.controller.controller,
         own_namespace: args.controller.leader_election_namespace.clone(),
         in_use_finalizer: args.controller.in_use_finalizer,
+        fetchers: crate::policy::Fetchers {
+            git_sync_image: args.policy.git_sync_image.clone(),
+            s3_image: args.policy.s3_sync_image.clone(),
+            s3_command: args
+                .policy
+                .s3_sync_command
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+        },
     };
     let metrics = Arc::new(Metrics::default());
     let client = kube::Client::try_default().await.context(

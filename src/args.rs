@@ -249,6 +249,16 @@ pub struct PolicyArgs {
         default_value = "system:serviceaccount:credgate-system:credgate"
     )]
     pub controller_identity: String,
+    /// Image of git-sync v4, which clones Git data sources (`run.ai/git-source`).
+    #[arg(long, env = "CREDGATE_GIT_SYNC_IMAGE", default_value = crate::policy::GIT_SYNC_IMAGE)]
+    pub git_sync_image: String,
+    /// Image that syncs S3 data sources (`run.ai/s3-source`).
+    #[arg(long, env = "CREDGATE_S3_SYNC_IMAGE", default_value = crate::policy::S3_IMAGE)]
+    pub s3_sync_image: String,
+    /// The S3 sync command, split at spaces; {source} is s3://bucket/prefix
+    /// and {target} the mount path.
+    #[arg(long, env = "CREDGATE_S3_SYNC_COMMAND", default_value = crate::policy::S3_COMMAND)]
+    pub s3_sync_command: String,
 }
 
 #[derive(Debug, Args)]

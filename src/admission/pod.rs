@@ -46,7 +46,7 @@ impl Admission {
                 .and_then(|()| mutate::pod_plan(&self.settings, &index, namespace, &requests, spec))
         };
         let mutation = match plan {
-            Ok(plan) => mutate::pod_inject(spec, plan),
+            Ok(plan) => mutate::pod_inject(&self.settings.fetchers, spec, plan),
             Err(deny) => return (Err(deny), Vec::new()),
         };
         if !req.dry_run

@@ -215,6 +215,7 @@ impl ClusterArgs {
                 propagation: false,
                 own_namespace: String::new(),
                 in_use_finalizer: false,
+                fetchers: Default::default(),
             },
             namespace,
         })

@@ -178,6 +178,11 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Result<DataSources, Anno
     Ok(out)
 }
 
+/// One path is the other or a directory above it.
+pub fn overlaps(a: &str, b: &str) -> bool {
+    nested(a, b) || nested(b, a)
+}
+
 /// `a` is `b` or a directory above it (`a` sorts first).
 fn nested(a: &str, b: &str) -> bool {
     let a = a.trim_end_matches('/');

@@ -11,6 +11,7 @@
 //! the typed objects. Answers are [`Allow`] (with warnings) or [`Deny`] (a
 //! message for the person reading kubectl's output).
 
+pub mod fetch;
 pub mod mutate;
 pub mod patch;
 pub mod resolve;
@@ -35,6 +36,37 @@ pub struct Settings {
     /// Credentials get the in-use finalizer at birth (with `propagation`:
     /// the controller removes it).
     pub in_use_finalizer: bool,
+    /// What fetches data sources.
+    pub fetchers: Fetchers,
+}
+
+/// The images (and the S3 command) that fetch data sources into pods.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fetchers {
+    /// git-sync v4.
+    pub git_sync_image: String,
+    /// Has the AWS CLI (or what `s3_command` runs).
+    pub s3_image: String,
+    /// The S3 sync command; `{source}` and `{target}` are replaced by
+    /// `s3://bucket/prefix` and the mount path.
+    pub s3_command: Vec<String>,
+}
+
+/// git-sync's official v4 image.
+pub const GIT_SYNC_IMAGE: &str = "registry.k8s.io/git-sync/git-sync:v4.5.0";
+/// The AWS CLI's official image (v2, which reads `AWS_ENDPOINT_URL`).
+pub const S3_IMAGE: &str = "amazon/aws-cli:2.27.0";
+/// `aws s3 sync`, quiet but for errors.
+pub const S3_COMMAND: &str = "aws s3 sync --only-show-errors {source} {target}";
+
+impl Default for Fetchers {
+    fn default() -> Self {
+        Fetchers {
+            git_sync_image: GIT_SYNC_IMAGE.to_owned(),
+            s3_image: S3_IMAGE.to_owned(),
+            s3_command: S3_COMMAND.split_whitespace().map(str::to_owned).collect(),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -45,6 +77,7 @@ impl Default for Settings {
             propagation: true,
             own_namespace: "credgate-system".to_owned(),
             in_use_finalizer: false,
+            fetchers: Fetchers::default(),
         }
     }
 }

@@ -427,7 +427,7 @@ pub fn pod(
 ) -> Result<PodMutation, crate::policy::Deny> {
     let requests = pod_requests(annotations, spec)?;
     let plan = pod_plan(settings, index, namespace, &requests, spec)?;
-    Ok(pod_inject(spec, plan))
+    Ok(pod_inject(&settings.fetchers, spec, plan))
 }
 
 /// What the pod's annotations ask for, within the limits; reads no state.
@@ -441,18 +441,21 @@ pub fn pod_requests(
         .iter()
         .filter_map(|list| spec?.get(list)?.as_array().map(Vec::len))
         .sum();
-    // S3 and Git credentials add two variables each to every container.
+    // S3 credentials add two variables to every container, Git ones four
+    // (git-sync v3's and v4's names), and each data source a mount.
     let per_container = requests.env.len()
         + requests.env_from.len()
         + requests.volumes.len()
         + 2 * usize::from(requests.s3.is_some())
-        + 2 * usize::from(requests.git.is_some());
+        + 4 * usize::from(requests.git.is_some())
+        + requests.sources.sources.len();
     let entries = containers.saturating_mul(per_container);
     if entries > MAX_INJECTED_ENTRIES {
         return Err(Deny(format!(
             "injecting this pod's credentials would add {entries} entries ({containers} containers × {per_container} references); credgate adds at most {MAX_INJECTED_ENTRIES} to one pod"
         )));
     }
+    crate::policy::fetch::conflicts(spec, &requests).map_err(Deny)?;
     Ok(requests)
 }
 
@@ -471,11 +474,12 @@ pub fn pod_plan(
 
 /// The patch that injects `plan` into the pod; reads no state.
 pub fn pod_inject(
+    fetchers: &crate::policy::Fetchers,
     spec: Option<&serde_json::Value>,
     plan: crate::policy::resolve::Plan,
 ) -> PodMutation {
     let mut ops = Vec::new();
-    let warnings = inject(spec, &plan, &mut ops);
+    let warnings = inject(fetchers, spec, &plan, &mut ops);
     PodMutation {
         ops,
         warnings,
@@ -574,10 +578,12 @@ pub fn volume_name(credential: &str) -> String {
 }
 
 fn inject(
+    fetchers: &crate::policy::Fetchers,
     spec: Option<&serde_json::Value>,
     plan: &crate::policy::resolve::Plan,
     ops: &mut Vec<PatchOperation>,
 ) -> Vec<String> {
+    use crate::policy::fetch;
     use serde_json::{Value, json};
     let mut warnings = Vec::new();
     let Some(spec) = spec.filter(|s| s.is_object()) else {
@@ -590,7 +596,24 @@ fn inject(
             volumes.push(json!({"name": name, "secret": {"secretName": secret, "defaultMode": SECRET_VOLUME_MODE}}));
         }
     }
+    for f in &plan.fetches {
+        let name = fetch::volume_name(&f.source.mount_path);
+        if volumes.find(&name).is_none() {
+            volumes.push(json!({"name": name, "emptyDir": {}}));
+        }
+    }
     volumes.finish(ops);
+    // The fetchers run after the pod's own init containers.
+    let mut fetchers_added = Append::new(spec, vec!["spec", "initContainers"], by_name);
+    for f in &plan.fetches {
+        if fetchers_added
+            .find(&fetch::container_name(&f.source))
+            .is_none()
+        {
+            fetchers_added.push(fetch::container(fetchers, plan, f));
+        }
+    }
+    fetchers_added.finish(ops);
     let mut pulls = Append::new(spec, vec!["spec", "imagePullSecrets"], by_name);
     for secret in &plan.pull_secrets {
         if pulls.find(secret).is_none() {
@@ -603,6 +626,16 @@ fn inject(
             continue;
         };
         for (i, container) in containers.iter().enumerate() {
+            // A fetcher credgate added (seen again on a second pass) has what it needs.
+            let name = container["name"].as_str().unwrap_or_default();
+            if list == "initContainers"
+                && plan
+                    .fetches
+                    .iter()
+                    .any(|f| fetch::container_name(&f.source) == name)
+            {
+                continue;
+            }
             let index = i.to_string();
             let at = |key: &'static str| vec!["spec", list, index.as_str(), key];
             // Cut to the 63 characters a valid container name has: it is quoted in warnings.
@@ -640,6 +673,18 @@ fn inject(
                     Some(_) => warnings.push(format!(
                         "container {cname:?} already mounts something at {path}; credential {credential:?} is not mounted there"
                     )),
+                }
+            }
+            // Every workload container reads the data sources (the fetchers write them).
+            if list == "containers" {
+                for f in &plan.fetches {
+                    let (name, path) = (
+                        fetch::volume_name(&f.source.mount_path),
+                        &f.source.mount_path,
+                    );
+                    if mounts.find(path).is_none() {
+                        mounts.push(json!({"name": name, "mountPath": path, "readOnly": true}));
+                    }
                 }
             }
             mounts.finish(ops);
@@ -695,10 +740,11 @@ mod pod_tests {
             )
         };
         let s3_and_git = json!({"run.ai/s3-credential": "s3", "run.ai/git-credential": "git"});
-        assert!(decide(&pod(s3_and_git.clone(), containers(2_000))).is_ok());
-        let err = decide(&pod(s3_and_git, containers(2_500))).unwrap_err();
+        // S3 adds two variables per container, Git four (v3 and v4 names).
+        assert!(decide(&pod(s3_and_git.clone(), containers(1_600))).is_ok());
+        let err = decide(&pod(s3_and_git, containers(1_700))).unwrap_err();
         assert!(
-            err.0.contains("10000") && err.0.contains("× 4 references"),
+            err.0.contains("10000") && err.0.contains("× 6 references"),
             "{err}"
         );
         let long = format!("{}=db:Password", "A".repeat(300));
@@ -777,6 +823,168 @@ mod pod_tests {
         );
         let ops = decide(&once).unwrap().ops;
         assert!(ops.is_empty(), "a second pass changes nothing: {ops:?}");
+    }
+
+    /// Issue 18: a Git and an S3 data source get an emptyDir each, a fetcher
+    /// after the pod's own init containers (credentials as secretKeyRefs,
+    /// never values) and a read-only mount in every container; a second
+    /// pass adds nothing.
+    #[test]
+    fn data_sources_get_fetchers_volumes_and_mounts() {
+        let p = pod(
+            json!({"run.ai/git-credential": "git", "run.ai/s3-credential": "s3",
+                   "run.ai/git-source": "https://github.com/acme/models.git#v2:/data/models",
+                   "run.ai/s3-source": "s3://datasets/train:/data/train",
+                   "run.ai/s3-endpoint": "http://minio.storage:9000",
+                   "run.ai/image-pull-credentials": "none"}),
+            json!([{"name": "a", "image": "nginx"}, {"name": "b", "image": "nginx"}]),
+        );
+        let (once, warnings) = mutated(&p);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let init = once["spec"]["initContainers"].as_array().unwrap();
+        let names: Vec<&str> = init.iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(names[0], "init", "the user's init container stays first");
+        assert!(
+            names[1].starts_with("credgate-git-") && names[2].starts_with("credgate-s3-"),
+            "{names:?}"
+        );
+        let git = &init[1];
+        assert_eq!(git["image"], crate::policy::GIT_SYNC_IMAGE);
+        let env = |c: &Value, name: &str| {
+            c["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        assert_eq!(
+            env(git, "GITSYNC_REPO")["value"],
+            "https://github.com/acme/models.git"
+        );
+        assert_eq!(env(git, "GITSYNC_REF")["value"], "v2");
+        assert_eq!(env(git, "GITSYNC_ROOT")["value"], "/data/models");
+        assert_eq!(env(git, "GITSYNC_LINK")["value"], "models");
+        assert_eq!(env(git, "GITSYNC_ONE_TIME")["value"], "true");
+        assert_eq!(
+            env(git, "GITSYNC_PASSWORD"),
+            json!({"name": "GITSYNC_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "git-secret", "key": "password"}}})
+        );
+        assert!(git.get("restartPolicy").is_none());
+        let s3 = &init[2];
+        assert_eq!(
+            s3["command"],
+            json!([
+                "aws",
+                "s3",
+                "sync",
+                "--only-show-errors",
+                "s3://datasets/train",
+                "/data/train"
+            ])
+        );
+        assert_eq!(
+            env(s3, "AWS_ENDPOINT_URL")["value"],
+            "http://minio.storage:9000"
+        );
+        assert_eq!(
+            env(s3, "AWS_SECRET_ACCESS_KEY")["valueFrom"]["secretKeyRef"]["key"],
+            "SecretKey"
+        );
+        // The user's init container is not a fetcher: it gets the credentials' variables, not the mounts.
+        assert!(init[0].get("volumeMounts").is_none());
+        for c in once["spec"]["containers"].as_array().unwrap() {
+            let mounts = c["volumeMounts"].as_array().unwrap();
+            let paths: Vec<(&str, bool)> = mounts
+                .iter()
+                .map(|m| (m["mountPath"].as_str().unwrap(), m["readOnly"] == true))
+                .collect();
+            assert_eq!(
+                paths,
+                [("/data/models", true), ("/data/train", true)],
+                "{}",
+                c["name"]
+            );
+            // v3 and v4 names of the Git credential, for workloads that fetch themselves.
+            for name in ["GIT_SYNC_USERNAME", "GITSYNC_USERNAME", "GITSYNC_PASSWORD"] {
+                assert!(!env(c, name).is_null(), "{name}");
+            }
+        }
+        let volumes = once["spec"]["volumes"].as_array().unwrap();
+        assert!(
+            volumes.iter().all(|v| v["emptyDir"] == json!({})),
+            "{volumes:?}"
+        );
+        assert_eq!(volumes.len(), 2);
+        let ops = decide(&once).unwrap().ops;
+        assert!(ops.is_empty(), "a second pass changes nothing: {ops:?}");
+        let text = serde_json::to_string(&once).unwrap();
+        assert!(
+            !text.contains("e2e-secret"),
+            "no secret value is ever in a pod"
+        );
+    }
+
+    #[test]
+    fn periodic_git_sync_is_a_native_sidecar_and_public_sources_sign_nothing() {
+        let p = pod(
+            json!({"run.ai/git-source": "https://github.com/acme/public.git:/src",
+                   "run.ai/git-sync": "periodic",
+                   "run.ai/s3-source": "s3://open-data:/data",
+                   "run.ai/image-pull-credentials": "none"}),
+            json!([{"name": "a", "image": "nginx"}]),
+        );
+        let (once, _) = mutated(&p);
+        let init = once["spec"]["initContainers"].as_array().unwrap();
+        assert_eq!(init[1]["restartPolicy"], "Always");
+        assert!(
+            init[1]["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["name"] != "GITSYNC_ONE_TIME")
+        );
+        assert!(
+            init[1]["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e.get("valueFrom").is_none())
+        );
+        assert_eq!(
+            init[2]["command"].as_array().unwrap().last().unwrap(),
+            "--no-sign-request"
+        );
+    }
+
+    #[test]
+    fn a_data_source_may_not_take_a_mounts_place_nor_use_the_wrong_credential() {
+        let taken = pod(
+            json!({"run.ai/git-source": "https://h/x.git:/data", "run.ai/image-pull-credentials": "none"}),
+            json!([{"name": "a", "image": "nginx", "volumeMounts": [{"name": "mine", "mountPath": "/data/cache"}]}]),
+        );
+        let err = decide(&taken).unwrap_err().0;
+        assert!(
+            err.contains("cannot be mounted at /data") && err.contains("\"mine\""),
+            "{err}"
+        );
+        let credential_volume = pod(
+            json!({"run.ai/s3-source": "s3://bucket:/etc", "run.ai/credentials-volume": "db:/etc/db", "run.ai/image-pull-credentials": "none"}),
+            json!([{"name": "a", "image": "nginx"}]),
+        );
+        assert!(
+            decide(&credential_volume)
+                .unwrap_err()
+                .0
+                .contains("credential \"db\"")
+        );
+        let wrong_type = pod(
+            json!({"run.ai/git-source": "https://h/x.git:/src", "run.ai/git-credential": "s3", "run.ai/image-pull-credentials": "none"}),
+            json!([{"name": "a", "image": "nginx"}]),
+        );
+        let err = decide(&wrong_type).unwrap_err().0;
+        assert!(err.contains("must be of type password"), "{err}");
     }
 
     #[test]

@@ -195,6 +195,19 @@ pub struct Plan {
     pub missing_copies: Vec<String>,
     /// The uids of the credentials' own Secrets: what the pod will use.
     pub uses: Vec<String>,
+    /// Data sources to fetch, each with the credential's variables
+    /// (`(ENV, Secret, key)`) for its fetcher.
+    pub fetches: Vec<Fetch>,
+    pub git_sync: crate::model::datasource::GitSync,
+    pub s3_endpoint: Option<String>,
+}
+
+/// One data source and how its fetcher authenticates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fetch {
+    pub source: crate::model::datasource::DataSource,
+    /// `(ENV, Secret, key)`; empty for a public source.
+    pub env: Vec<(String, String, String)>,
 }
 
 fn require(resolved: &Resolved, kind: CredentialType, annotation: &str) -> Result<(), String> {
@@ -257,6 +270,9 @@ pub fn plan<'i>(
         let r = get(&v.credential).map_err(|why| format!("annotation {}: {why}", a::VOLUME))?;
         plan.volumes.push((r.name, r.secret, v.mount_path.clone()));
     }
+    // The variables of the S3 and Git credentials: in every container (for
+    // workloads that fetch data themselves) and in the data sources' fetchers.
+    let mut s3_env = Vec::new();
     if let Some(name) = &requests.s3 {
         let r = get(name).map_err(|why| format!("annotation {}: {why}", a::S3))?;
         require(&r, CredentialType::AccessKey, a::S3)?;
@@ -265,9 +281,11 @@ pub fn plan<'i>(
             ("AWS_SECRET_ACCESS_KEY", "SecretKey"),
         ] {
             require_key(&r, key, a::S3)?;
-            plan.env.push((env.into(), r.secret.clone(), key.into()));
+            s3_env.push((env.to_owned(), r.secret.clone(), key.to_owned()));
         }
+        plan.env.extend(s3_env.iter().cloned());
     }
+    let mut git_env = Vec::new();
     if let Some(name) = &requests.git {
         let r = get(name).map_err(|why| format!("annotation {}: {why}", a::GIT))?;
         require(&r, CredentialType::Password, a::GIT)?;
@@ -281,11 +299,29 @@ pub fn plan<'i>(
             ("User", "Password")
         };
         require_key(&r, password, a::GIT)?;
-        plan.env
-            .push(("GIT_SYNC_USERNAME".into(), r.secret.clone(), user.into()));
-        plan.env
-            .push(("GIT_SYNC_PASSWORD".into(), r.secret, password.into()));
+        // git-sync v3's names and v4's.
+        for (env, key) in [
+            ("GIT_SYNC_USERNAME", user),
+            ("GIT_SYNC_PASSWORD", password),
+            ("GITSYNC_USERNAME", user),
+            ("GITSYNC_PASSWORD", password),
+        ] {
+            plan.env.push((env.into(), r.secret.clone(), key.into()));
+        }
+        git_env = plan.env[plan.env.len() - 2..].to_vec();
     }
+    for source in &requests.sources.sources {
+        let env = match source.source {
+            crate::model::datasource::Source::Git { .. } => git_env.clone(),
+            crate::model::datasource::Source::S3 { .. } => s3_env.clone(),
+        };
+        plan.fetches.push(Fetch {
+            source: source.clone(),
+            env,
+        });
+    }
+    plan.git_sync = requests.sources.git_sync;
+    plan.s3_endpoint = requests.sources.s3_endpoint.clone();
     match &requests.image_pull {
         ImagePull::None => {}
         ImagePull::Named(names) => {

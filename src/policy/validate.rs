@@ -133,6 +133,8 @@ pub fn workload(
     }
     let (requests, images) = crate::model::workload::pod_json_parts(template)
         .map_err(|e| Deny(format!("pod template: {e}")))?;
+    crate::policy::fetch::conflicts(template.get("spec"), &requests)
+        .map_err(|e| Deny(format!("pod template: {e}")))?;
     // An UPDATE is checked only for the references it adds or changes.
     let requests = match old_template.map(crate::model::workload::pod_json_parts) {
         Some(Ok((old, _))) if change.operation == Operation::Update => requests.added_since(&old),
