@@ -34,6 +34,12 @@ const LEASE_RELEASE_TIME: Duration = Duration::from_secs(5);
 
 /// Runs `credgate serve` until SIGTERM (Ok) or until a supervised task ends (Err).
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if !args.policy.s3_sync_command.contains("{target}") {
+        anyhow::bail!(
+            "--s3-sync-command {:?} has no {{target}}: the command must write into the mount path",
+            args.policy.s3_sync_command
+        );
+    }
     let settings = Settings {
         credentials_namespace: args.policy.credentials_namespace.clone(),
         controller_identity: args.policy.controller_identity.clone(),

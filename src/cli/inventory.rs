@@ -27,6 +27,33 @@ pub struct Workload {
     pub name: String,
     pub references: Vec<Reference>,
     pub owned: bool,
+    /// Data sources: `(the credential that fetches it, git:<url> or s3://…)`.
+    pub sources: Vec<(String, String)>,
+}
+
+impl Workload {
+    /// The data sources of a pod or template's annotations, each with the
+    /// credential that fetches it (public sources name none and are left out).
+    pub fn sources_of(
+        annotations: Option<&std::collections::BTreeMap<String, String>>,
+    ) -> Vec<(String, String)> {
+        use crate::model::datasource::Source;
+        let Ok(requests) = crate::model::workload::parse(annotations) else {
+            return Vec::new();
+        };
+        requests
+            .sources
+            .sources
+            .iter()
+            .filter_map(|s| {
+                let credential = match s.source {
+                    Source::Git { .. } => requests.git.clone()?,
+                    Source::S3 { .. } => requests.s3.clone()?,
+                };
+                Some((credential, s.display()))
+            })
+            .collect()
+    }
 }
 
 /// Everything listed from the cluster.
@@ -47,6 +74,9 @@ pub struct User {
     pub kind: &'static str,
     pub name: String,
     pub usage: &'static str,
+    /// For a data-source usage: the sources it fetches (`git:<url>`, `s3://…`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
 }
 
 impl User {
@@ -104,11 +134,18 @@ impl Credential {
 
     /// The row of the credentials table.
     pub fn row(&self) -> Row {
+        // A data-source user is shown with its sources: `git:<url> (ns/kind/name)`.
         let users = |usage: Usage| {
             self.users
                 .iter()
                 .filter(|u| u.usage == usage_name(usage))
-                .map(User::path)
+                .flat_map(|u| match u.sources.as_slice() {
+                    [] => vec![u.path()],
+                    sources => sources
+                        .iter()
+                        .map(|s| format!("{s} ({})", u.path()))
+                        .collect(),
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -221,11 +258,21 @@ pub fn build(settings: &Settings, cluster: &str, listing: &Listing) -> Vec<Crede
                 ),
             };
             if let Some(source) = source {
+                let sources = match (reference, usage) {
+                    (Reference::Credential(name, _), Usage::DataSource) => w
+                        .sources
+                        .iter()
+                        .filter(|(c, _)| c == name)
+                        .map(|(_, s)| s.clone())
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 users.entry(source).or_default().push(User {
                     namespace: w.namespace.clone(),
                     kind: w.kind.as_str(),
                     name: w.name.clone(),
                     usage: usage_name(usage),
+                    sources,
                 });
             }
         }
@@ -554,6 +601,7 @@ mod tests {
             name: name.into(),
             references: refs,
             owned: false,
+            sources: Vec::new(),
         }
     }
 
@@ -698,15 +746,18 @@ mod tests {
                 ],
             )],
             workloads: vec![
-                workload(
-                    WorkloadKind::Deployment,
-                    "team-a",
-                    "trainer",
-                    vec![
-                        Reference::Credential("s3".into(), Usage::DataSource),
-                        Reference::Credential("db".into(), Usage::Environment),
-                    ],
-                ),
+                Workload {
+                    sources: vec![("s3".into(), "s3://datasets/train".into())],
+                    ..workload(
+                        WorkloadKind::Deployment,
+                        "team-a",
+                        "trainer",
+                        vec![
+                            Reference::Credential("s3".into(), Usage::DataSource),
+                            Reference::Credential("db".into(), Usage::Environment),
+                        ],
+                    )
+                },
                 // Owned by the Deployment: shown as the Deployment.
                 Workload {
                     owned: true,
@@ -746,7 +797,11 @@ mod tests {
         assert_eq!(s3.get(Column::Type), "access-key");
         assert_eq!(s3.get(Column::Cluster), "kind-dev");
         assert_eq!(s3.get(Column::CreationTime), "2026-11-22T06:00:00Z");
-        assert_eq!(s3.get(Column::DataSources), "team-a/deployment/trainer");
+        // Issue 18: a data-source user is shown with the sources it fetches.
+        assert_eq!(
+            s3.get(Column::DataSources),
+            "s3://datasets/train (team-a/deployment/trainer)"
+        );
         assert_eq!(s3.get(Column::Environments), "team-a/pod/debug");
         assert_eq!(
             creds[0].copies,

@@ -439,6 +439,7 @@ impl Connection {
                     name: o.meta().name.clone().unwrap_or_default(),
                     references: references(meta, spec),
                     owned: is_owned(o.meta()),
+                    sources: Workload::sources_of(meta.annotations.as_ref()),
                 }
             })
             .filter(|w| !w.references.is_empty())
@@ -789,11 +790,12 @@ fn describe(c: &Credential) -> String {
                 u.kind.to_owned(),
                 u.name.clone(),
                 u.usage.to_owned(),
+                u.sources.join(", "),
             ]
         })
         .collect();
     out.push_str(&indent(&table::aligned(
-        &["NAMESPACE", "KIND", "NAME", "USAGE"],
+        &["NAMESPACE", "KIND", "NAME", "USAGE", "DATA SOURCES"],
         &rows,
         None,
     )));
