@@ -77,13 +77,16 @@ impl DataSource {
         let Source::Git { repo, .. } = &self.source else {
             return None;
         };
-        let last = repo
-            .trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .unwrap_or("repo");
+        // `repo` when the segment is empty or starts with a dot (git-sync
+        // keeps `.worktrees` and the like in its root for itself).
+        let last = repo.trim_end_matches('/').rsplit('/').next().unwrap_or("");
         let name = last.strip_suffix(".git").unwrap_or(last);
-        Some(if name.is_empty() { "repo" } else { name }.to_owned())
+        let name = if name.is_empty() || name.starts_with('.') {
+            "repo"
+        } else {
+            name
+        };
+        Some(name.to_owned())
     }
 }
 
@@ -136,17 +139,21 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Result<DataSources, Anno
             ),
         });
     }
-    let mut paths: Vec<&str> = out.sources.iter().map(|s| s.mount_path.as_str()).collect();
-    paths.sort_unstable();
-    if let Some(w) = paths.windows(2).find(|w| nested(w[0], w[1])) {
-        return Err(AnnotationError {
-            annotation: "run.ai/*-source",
-            problem: format!(
-                "mount paths {} and {} overlap; give each data source its own directory",
-                quoted(w[0]),
-                quoted(w[1])
-            ),
-        });
+    // Every pair (at most MAX_SOURCES² / 2 comparisons).
+    for (i, a) in out.sources.iter().enumerate() {
+        if let Some(b) = out.sources[i + 1..]
+            .iter()
+            .find(|b| overlaps(&a.mount_path, &b.mount_path))
+        {
+            return Err(AnnotationError {
+                annotation: "run.ai/*-source",
+                problem: format!(
+                    "mount paths {} and {} overlap; give each data source its own directory",
+                    quoted(&a.mount_path),
+                    quoted(&b.mount_path)
+                ),
+            });
+        }
     }
     out.git_sync = match get(annotation::GIT_SYNC) {
         None | Some("" | "once") => GitSync::Once,
@@ -160,6 +167,7 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Result<DataSources, Anno
     };
     if let Some(endpoint) = get(annotation::S3_ENDPOINT) {
         let ok = (endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+            && !unsafe_text(endpoint)
             && endpoint.len() <= MAX_TEXT
             && !endpoint
                 .chars()
@@ -211,16 +219,43 @@ fn located<'a>(
         .rsplit_once(':')
         .filter(|(_, p)| p.starts_with('/') && !p.starts_with("//"))
         .ok_or_else(|| bad(format!("{} must look like {shape}", quoted(item))))?;
+    if unsafe_text(location) {
+        return Err(bad(format!(
+            "{} may not contain $, {{ or }} (Kubernetes would expand $(VAR) with the fetcher's variables)",
+            quoted(location)
+        )));
+    }
+    // One spelling per directory: no empty, `.` or `..` segments, no trailing `/`.
+    let path = path.strip_suffix('/').unwrap_or(path);
     let clean = path.len() <= MAX_TEXT
-        && !path.split('/').any(|seg| seg == "..")
+        && !path.is_empty()
+        && !path[1..]
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        && !unsafe_text(path)
         && !path.chars().any(|c| c.is_whitespace() || c.is_control());
     if !clean {
         return Err(bad(format!(
-            "{} is not a mount path: an absolute path without spaces or ..",
+            "{} is not a mount path: an absolute path without spaces, $, braces, //, . or ..",
+            quoted(path)
+        )));
+    }
+    if let Some(system) = SYSTEM_PATHS.iter().find(|s| overlaps(s, path)) {
+        return Err(bad(format!(
+            "{} would hide or lie inside {system}; mount data sources in a directory of their own",
             quoted(path)
         )));
     }
     Ok((location, path.to_owned()))
+}
+
+/// Directories a data source may neither cover nor enter.
+const SYSTEM_PATHS: [&str; 5] = ["/proc", "/sys", "/dev", "/etc", "/var/run/secrets"];
+
+/// `$` would let Kubernetes expand `$(VAR)` in the fetcher's command (its
+/// variables include the credential); braces are the command's placeholders.
+fn unsafe_text(s: &str) -> bool {
+    s.contains(['$', '{', '}'])
 }
 
 fn git(item: &str) -> Result<DataSource, AnnotationError> {
@@ -366,6 +401,70 @@ mod tests {
         );
         assert_eq!(got.sources[0].checkout_name().as_deref(), Some("models"));
         assert_eq!(got.sources[1].checkout_name().as_deref(), Some("y"));
+    }
+
+    /// From the review of issue 18: `$(VAR)` would expand the fetcher's
+    /// variables (the credential) in its command; paths have one spelling;
+    /// system directories are off limits; overlaps are found in every pair.
+    #[test]
+    fn hostile_sources_are_refused() {
+        let cases = [
+            (
+                annotation::S3_SOURCE,
+                "s3://bucket/$(AWS_SECRET_ACCESS_KEY):/data",
+                "may not contain $",
+            ),
+            (
+                annotation::S3_SOURCE,
+                "s3://bucket/{target}:/data",
+                "may not contain $",
+            ),
+            (
+                annotation::S3_SOURCE,
+                "s3://bucket:/d/$(HOME)",
+                "not a mount path",
+            ),
+            (
+                annotation::GIT_SOURCE,
+                "https://h/x.git:/var/run/secrets//kubernetes.io/serviceaccount",
+                "not a mount path",
+            ),
+            (
+                annotation::GIT_SOURCE,
+                "https://h/x.git:/var/run/secrets/kubernetes.io",
+                "/var/run/secrets",
+            ),
+            (
+                annotation::GIT_SOURCE,
+                "https://h/x.git:/",
+                "not a mount path",
+            ),
+            (
+                annotation::GIT_SOURCE,
+                "https://h/x.git:/data/./x",
+                "not a mount path",
+            ),
+            (
+                annotation::S3_ENDPOINT,
+                "http://$(AWS_SECRET_ACCESS_KEY).evil",
+                "not an http(s) URL",
+            ),
+        ];
+        for (key, value, expected) in cases {
+            let err = parsed(&[(key, value)]).unwrap_err().to_string();
+            assert!(err.contains(expected), "{value}: {err}");
+        }
+        for list in [
+            "https://h/a.git:/a, https://h/b.git:/a-b, https://h/c.git:/a/c",
+            "https://h/a.git:/a, https://h/c.git:/a/",
+        ] {
+            let err = parsed(&[(annotation::GIT_SOURCE, list)]).unwrap_err();
+            assert!(err.to_string().contains("overlap"), "{list}: {err}");
+        }
+        let dotted = parsed(&[(annotation::GIT_SOURCE, "https://h/x/.git:/src")]).unwrap();
+        assert_eq!(dotted.sources[0].checkout_name().as_deref(), Some("repo"));
+        let trailing = parsed(&[(annotation::S3_SOURCE, "s3://bucket:/data/")]).unwrap();
+        assert_eq!(trailing.sources[0].mount_path, "/data");
     }
 
     #[test]

@@ -11,15 +11,15 @@ use crate::model::workload::Requests;
 use crate::policy::Fetchers;
 use crate::policy::resolve::{Fetch, Plan};
 
-/// Prefix of every fetcher container credgate adds.
-pub const FETCHER_PREFIX: &str = "credgate-";
-
 fn short_hash(s: &str) -> String {
-    Sha256::digest(s.as_bytes())[..4]
+    Sha256::digest(s.as_bytes())[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// The user the fetchers run as: git-sync's image's own, and not root for the AWS CLI.
+pub const FETCHER_UID: i64 = 65533;
 
 /// The `emptyDir` volume of the source mounted at `mount_path`.
 pub fn volume_name(mount_path: &str) -> String {
@@ -38,10 +38,44 @@ pub fn container_name(source: &DataSource) -> String {
 /// Refuses a source whose mount path is, contains or lies within a mount of
 /// the pod (or of a credential volume it asks for): the source would hide it,
 /// or be hidden. A mount of the source's own volume (a second pass) is fine.
+/// Also refuses a container or a volume that has a fetcher's name without
+/// being what credgate adds.
 pub fn conflicts(spec: Option<&Value>, requests: &Requests) -> Result<(), String> {
+    let fetchers: Vec<String> = requests
+        .sources
+        .sources
+        .iter()
+        .map(container_name)
+        .collect();
     for source in &requests.sources.sources {
         let path = source.mount_path.as_str();
         let ours = volume_name(path);
+        let taken = |what: String| {
+            Err(format!(
+                "data source {}: {what}; rename it (credgate names its fetchers and their volumes credgate-…)",
+                source.display()
+            ))
+        };
+        let volumes = spec
+            .and_then(|s| s["volumes"].as_array())
+            .into_iter()
+            .flatten();
+        if volumes
+            .filter(|v| v["name"] == ours.as_str())
+            .any(|v| v.get("emptyDir") != Some(&json!({})))
+        {
+            return taken(format!(
+                "the pod has a volume {ours:?} that is not credgate's emptyDir"
+            ));
+        }
+        let regular = spec
+            .and_then(|s| s["containers"].as_array())
+            .into_iter()
+            .flatten();
+        let name = container_name(source);
+        if regular.into_iter().any(|c| c["name"] == name.as_str()) {
+            return taken(format!("the pod has a container named {name:?}"));
+        }
         let clash = |what: String| {
             Err(format!(
                 "data source {} cannot be mounted at {path}: {what}; choose another mount path",
@@ -62,7 +96,7 @@ pub fn conflicts(spec: Option<&Value>, requests: &Requests) -> Result<(), String
             .flatten();
         for container in containers {
             let name = container["name"].as_str().unwrap_or_default();
-            if name.starts_with(FETCHER_PREFIX) {
+            if fetchers.iter().any(|f| f == name) {
                 continue;
             }
             let mounts = container["volumeMounts"].as_array().into_iter().flatten();
@@ -119,9 +153,14 @@ pub fn container(fetchers: &Fetchers, plan: &Plan, fetch: &Fetch) -> Value {
                 .map(|arg| arg.replace("{source}", &from).replace("{target}", path))
                 .collect();
             // A public bucket: the AWS CLI must not look for credentials.
-            if fetch.env.is_empty() && command.first().is_some_and(|c| c == "aws") {
+            let aws = command
+                .first()
+                .is_some_and(|c| c.rsplit('/').next() == Some("aws"));
+            if fetch.env.is_empty() && aws {
                 command.push("--no-sign-request".into());
             }
+            // The image's user may have no home; the CLI writes nothing that must last.
+            plain("HOME", "/tmp");
             json!({"name": container_name(source), "image": fetchers.s3_image, "command": command})
         }
     };
@@ -132,6 +171,10 @@ pub fn container(fetchers: &Fetchers, plan: &Plan, fetch: &Fetch) -> Value {
     }
     container["env"] = Value::Array(env);
     container["volumeMounts"] = json!([{"name": volume_name(path), "mountPath": path}]);
+    // Runs under Pod Security's `restricted` profile (git-sync's own user).
+    container["securityContext"] = json!({
+        "runAsNonRoot": true, "runAsUser": FETCHER_UID, "allowPrivilegeEscalation": false,
+        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}});
     if plan.git_sync == GitSync::Periodic && matches!(source.source, Source::Git { .. }) {
         // A native sidecar: started before the workload's containers, kept running.
         container["restartPolicy"] = json!("Always");

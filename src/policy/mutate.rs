@@ -596,20 +596,27 @@ fn inject(
             volumes.push(json!({"name": name, "secret": {"secretName": secret, "defaultMode": SECRET_VOLUME_MODE}}));
         }
     }
-    for f in &plan.fetches {
-        let name = fetch::volume_name(&f.source.mount_path);
-        if volumes.find(&name).is_none() {
-            volumes.push(json!({"name": name, "emptyDir": {}}));
+    // (volume, fetcher container) of each data source, named once.
+    let fetch_names: Vec<(String, String)> = plan
+        .fetches
+        .iter()
+        .map(|f| {
+            (
+                fetch::volume_name(&f.source.mount_path),
+                fetch::container_name(&f.source),
+            )
+        })
+        .collect();
+    for (volume, _) in &fetch_names {
+        if volumes.find(volume).is_none() {
+            volumes.push(json!({"name": volume, "emptyDir": {}}));
         }
     }
     volumes.finish(ops);
     // The fetchers run after the pod's own init containers.
     let mut fetchers_added = Append::new(spec, vec!["spec", "initContainers"], by_name);
-    for f in &plan.fetches {
-        if fetchers_added
-            .find(&fetch::container_name(&f.source))
-            .is_none()
-        {
+    for (f, (_, container)) in plan.fetches.iter().zip(&fetch_names) {
+        if fetchers_added.find(container).is_none() {
             fetchers_added.push(fetch::container(fetchers, plan, f));
         }
     }
@@ -628,12 +635,7 @@ fn inject(
         for (i, container) in containers.iter().enumerate() {
             // A fetcher credgate added (seen again on a second pass) has what it needs.
             let name = container["name"].as_str().unwrap_or_default();
-            if list == "initContainers"
-                && plan
-                    .fetches
-                    .iter()
-                    .any(|f| fetch::container_name(&f.source) == name)
-            {
+            if list == "initContainers" && fetch_names.iter().any(|(_, c)| c == name) {
                 continue;
             }
             let index = i.to_string();
@@ -677,11 +679,8 @@ fn inject(
             }
             // Every workload container reads the data sources (the fetchers write them).
             if list == "containers" {
-                for f in &plan.fetches {
-                    let (name, path) = (
-                        fetch::volume_name(&f.source.mount_path),
-                        &f.source.mount_path,
-                    );
+                for (f, (name, _)) in plan.fetches.iter().zip(&fetch_names) {
+                    let path = &f.source.mount_path;
                     if mounts.find(path).is_none() {
                         mounts.push(json!({"name": name, "mountPath": path, "readOnly": true}));
                     }
@@ -872,6 +871,11 @@ mod pod_tests {
             json!({"name": "GITSYNC_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "git-secret", "key": "password"}}})
         );
         assert!(git.get("restartPolicy").is_none());
+        assert_eq!(git["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(
+            git["securityContext"]["capabilities"]["drop"],
+            json!(["ALL"])
+        );
         let s3 = &init[2];
         assert_eq!(
             s3["command"],
@@ -970,7 +974,7 @@ mod pod_tests {
             "{err}"
         );
         let credential_volume = pod(
-            json!({"run.ai/s3-source": "s3://bucket:/etc", "run.ai/credentials-volume": "db:/etc/db", "run.ai/image-pull-credentials": "none"}),
+            json!({"run.ai/s3-source": "s3://bucket:/config", "run.ai/credentials-volume": "db:/config/db", "run.ai/image-pull-credentials": "none"}),
             json!([{"name": "a", "image": "nginx"}]),
         );
         assert!(
@@ -978,6 +982,30 @@ mod pod_tests {
                 .unwrap_err()
                 .0
                 .contains("credential \"db\"")
+        );
+        // A container or a volume with a fetcher's name is refused, not silently reused.
+        let named = pod(
+            json!({"run.ai/git-source": "https://h/x.git:/src", "run.ai/image-pull-credentials": "none"}),
+            json!([{"name": super::super::fetch::container_name(&crate::model::datasource::DataSource {
+                source: crate::model::datasource::Source::Git { repo: "https://h/x.git".into(), git_ref: "HEAD".into() },
+                mount_path: "/src".into() }), "image": "nginx"}]),
+        );
+        assert!(
+            decide(&named)
+                .unwrap_err()
+                .0
+                .contains("has a container named")
+        );
+        let mut volume = pod(
+            json!({"run.ai/git-source": "https://h/x.git:/src", "run.ai/image-pull-credentials": "none"}),
+            json!([{"name": "a", "image": "nginx"}]),
+        );
+        volume["spec"]["volumes"] = json!([{"name": super::super::fetch::volume_name("/src"), "persistentVolumeClaim": {"claimName": "x"}}]);
+        assert!(
+            decide(&volume)
+                .unwrap_err()
+                .0
+                .contains("not credgate's emptyDir")
         );
         let wrong_type = pod(
             json!({"run.ai/git-source": "https://h/x.git:/src", "run.ai/git-credential": "s3", "run.ai/image-pull-credentials": "none"}),

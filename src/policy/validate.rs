@@ -133,8 +133,6 @@ pub fn workload(
     }
     let (requests, images) = crate::model::workload::pod_json_parts(template)
         .map_err(|e| Deny(format!("pod template: {e}")))?;
-    crate::policy::fetch::conflicts(template.get("spec"), &requests)
-        .map_err(|e| Deny(format!("pod template: {e}")))?;
     // An UPDATE is checked only for the references it adds or changes.
     let requests = match old_template.map(crate::model::workload::pod_json_parts) {
         Some(Ok((old, _))) if change.operation == Operation::Update => requests.added_since(&old),
@@ -143,6 +141,9 @@ pub fn workload(
     if requests == crate::model::workload::Requests::default() {
         return Ok(Allow::default());
     }
+    // Data sources are checked when they are added or changed (ratcheting, as above).
+    crate::policy::fetch::conflicts(template.get("spec"), &requests)
+        .map_err(|e| Deny(format!("pod template: {e}")))?;
     synced(index)?;
     crate::policy::resolve::plan(settings, index, change.namespace, &requests, images)
         .map(|_| Allow::default())
