@@ -212,6 +212,12 @@ impl Cluster {
         self.dev_cluster(fault);
     }
 
+    /// Like [`Cluster::inject`], with `env` for `scripts/dev-cluster` (a
+    /// restarted credgate keeps the flags it was started with).
+    pub fn inject_with(&self, fault: &str, env: &[(&str, &str)]) {
+        self.dev_cluster_with(fault, env);
+    }
+
     /// `scripts/dev-cluster restart-credgate`: returns once credgate is ready again.
     pub fn restart_credgate(&self) {
         self.dev_cluster("restart-credgate");
