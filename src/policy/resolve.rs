@@ -70,6 +70,13 @@ fn resolved(
                     info.credential_name
                 )
             })?;
+            // Its data goes with it: no new workload may start to depend on it.
+            if backing.deleting {
+                return Err(format!(
+                    "credential {:?} is backed by the Secret {existing:?}, which is being deleted; name another credential",
+                    info.credential_name
+                ));
+            }
             (existing.clone(), backing)
         }
     };
@@ -490,6 +497,27 @@ pub(crate) mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         parse(Some(&map)).unwrap()
+    }
+
+    /// A credential whose existing Secret is being deleted (a finalizer holds
+    /// it) is refused to new pods, as the credential itself would be.
+    #[test]
+    fn a_backing_secret_being_deleted_is_refused() {
+        let mut index = index();
+        let mut backing = info(
+            "prepared",
+            CredentialType::Generic,
+            Scope::Project,
+            &["token"],
+            &[],
+        );
+        backing.deleting = true;
+        index.set_secret("team-a", "prepared", backing);
+        let mut backed = info("backed", CredentialType::Generic, Scope::Project, &[], &[]);
+        backed.existing_secret = Some("prepared".into());
+        index.set_secret("team-a", "backed", backed);
+        let err = credential(&Settings::default(), &index, "team-a", "backed").unwrap_err();
+        assert!(err.contains("which is being deleted"), "{err}");
     }
 
     #[test]
