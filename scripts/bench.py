@@ -11,6 +11,11 @@
 4. End to end: pod-create latency through the apiserver, 20 clients, with
    credgate's webhooks registered and then without.
 5. criterion micro-benchmarks of the pure decision paths.
+6. Peers (issue 19, first part; also alone with BENCH_ONLY=peers): pod creates
+   through the API server with no webhook, a null webhook (credgate's TLS and
+   HTTP stack answering allowed, registered with credgate's rules) and
+   credgate, alternated, at 1 and 20 clients; API server and webhook CPU per
+   pod from /proc. Kyverno is not in it yet.
 
 Results: target/bench/results.json and a text table (also target/bench/results.txt).
 Every process started here is stopped by pid at the end.
@@ -217,6 +222,109 @@ def decisions(port, bodies, rate=200, secs=10):
     return {name: oha(f"https://127.0.0.1:{port}/{path}", body, secs, rate=rate, connections=10) for name, (path, body) in bodies.items()}
 
 
+PEER_PODS = {1: int(os.environ.get("BENCH_PEER_PODS_1", "200")), 20: int(os.environ.get("BENCH_PEER_PODS_20", "600"))}
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds (from /proc/<pid>/stat)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peers(kubectl):
+    """Pod creates through the API server with no webhook, a null webhook
+    (examples/null_webhook: credgate's TLS and HTTP stack answering allowed,
+    registered with credgate's rules) and credgate, alternated, at 1 and 20
+    clients: p50, p99, creates/s, API server and webhook CPU per pod, RSS."""
+    configs = {kind: json.loads(sh(kubectl, "get", f"{kind}webhookconfiguration", "credgate", "-o", "json"))
+               for kind in ("mutating", "validating")}
+    for c in configs.values():
+        for key in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"):
+            c["metadata"].pop(key, None)
+    null_port = free_port()
+    null = start("null-webhook", [REPO / "target/release/examples/null_webhook", f"127.0.0.1:{null_port}",
+                                  OUT / "certs/tls.crt", OUT / "certs/tls.key"])
+    bundle = base64.b64encode((OUT / "certs/ca.crt").read_bytes()).decode()
+    null_configs = json.loads(json.dumps(configs))
+    for c in null_configs.values():
+        for hook in c["webhooks"]:
+            path = hook["clientConfig"]["url"].split("/", 3)[3] if hook["clientConfig"].get("url") else ""
+            hook["clientConfig"] = {"url": f"https://127.0.0.1:{null_port}/{path}", "caBundle": bundle}
+    credgate_pid = int((CLUSTER / "credgate.pid").read_text())
+    apiserver_pid = int((CLUSTER / "kube-apiserver.pid").read_text())
+
+    def register(which):
+        for kind in ("mutating", "validating"):
+            subprocess.run([str(kubectl), "delete", f"{kind}webhookconfiguration", "credgate", "--ignore-not-found"],
+                           env=ENV, capture_output=True)
+        chosen = {"credgate": configs, "null": null_configs}.get(which)
+        if chosen:
+            sh(kubectl, "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(chosen.values())}))
+        time.sleep(2)  # the API server reloads webhook configurations from its informer
+
+    pods = REPO / "target/release/examples/pod_create_latency"
+    runs = {which: {1: [], 20: []} for which in ("none", "null", "credgate")}
+    run_id = 0
+    for i in range(PAIRS):
+        for which in ("none", "null", "credgate"):
+            register(which)
+            for clients, count in PEER_PODS.items():
+                run_id += 1
+                hook_pid = {"credgate": credgate_pid, "null": null.pid}.get(which)
+                a0, h0 = cpu_seconds(apiserver_pid), cpu_seconds(hook_pid) if hook_pid else 0.0
+                r = json.loads(sh(pods, "bench-p", count, clients, f"peer{run_id}"))
+                a1, h1 = cpu_seconds(apiserver_pid), cpu_seconds(hook_pid) if hook_pid else 0.0
+                r["apiserver_cpu_ms_per_pod"] = round((a1 - a0) * 1000 / max(1, r["ok"]), 3)
+                r["webhook_cpu_ms_per_pod"] = round((h1 - h0) * 1000 / max(1, r["ok"]), 3) if hook_pid else None
+                r["webhook_rss_mib"] = round(rss_mib(hook_pid), 1) if hook_pid else None
+                runs[which][clients].append(r)
+                log(f"peers round {i + 1} {which} {clients} client(s): p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms "
+                    f"{r['creates_per_sec']:.0f}/s, API server {r['apiserver_cpu_ms_per_pod']} ms/pod, webhook {r['webhook_cpu_ms_per_pod']} ms/pod")
+                sh(kubectl, "delete", "pods", "-n", "bench-p", "--all", "--wait=false")
+                wait_quiet()
+    register("credgate")
+    stop(null)
+    med = lambda xs: round(statistics.median(xs), 3) if xs else None
+    return {which: {str(clients): {"runs": rs, **{k: med([r[k] for r in rs if r.get(k) is not None])
+                                                 for k in ("p50_ms", "p99_ms", "creates_per_sec", "apiserver_cpu_ms_per_pod",
+                                                           "webhook_cpu_ms_per_pod", "webhook_rss_mib")}}
+                    for clients, rs in by_clients.items()}
+            for which, by_clients in runs.items()}
+
+
+def peers_only():
+    """`BENCH_ONLY=peers make bench`: only the comparison with the null webhook."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    sh("cargo", "build", "--release", "--quiet", "--bins", "--examples")
+    bins = pathlib.Path(sh(REPO / "scripts/k8s-bins").strip())
+    kubectl = bins / "kubectl"
+    sh(REPO / "scripts/dev-cluster", "down")
+    sh(REPO / "scripts/dev-cluster", "up")
+    ENV["KUBECONFIG"] = str(CLUSTER / "kubeconfig")
+    results = {"machine": machine(), "settings": {"pairs": PAIRS, "pods": PEER_PODS}}
+    try:
+        fixtures(kubectl)
+        sh(REPO / "target/release/credgate", "--log-level", "warn", "certs", "--out", OUT / "certs", "--dns", "localhost", "--ip", "127.0.0.1")
+        wait_quiet()
+        results["peers"] = peers(kubectl)
+    finally:
+        for p in started:
+            stop(p)
+        sh(REPO / "scripts/dev-cluster", "down")
+    (OUT / "peers.json").write_text(json.dumps(results, indent=2))
+    print(peers_table(results["peers"]))
+
+
+def peers_table(p):
+    lines = [f"{'pod creates through the API server':<40}{'p50 ms':>8}{'p99 ms':>8}{'pods/s':>8}{'API srv ms/pod':>16}{'hook ms/pod':>13}{'RSS MiB':>9}"]
+    for which, by_clients in p.items():
+        for clients, m in by_clients.items():
+            fmt = lambda v, w: f"{v:>{w}}" if v is not None else f"{'-':>{w}}"
+            lines.append(f"  {which + ', ' + clients + ' client(s)':<38}{fmt(m['p50_ms'], 8)}{fmt(m['p99_ms'], 8)}{fmt(round(m['creates_per_sec']), 8)}"
+                         f"{fmt(m['apiserver_cpu_ms_per_pod'], 16)}{fmt(m['webhook_cpu_ms_per_pod'], 13)}{fmt(m['webhook_rss_mib'], 9)}")
+    return "\n".join(lines)
+
+
 def main():
     global OHA
     OUT.mkdir(parents=True, exist_ok=True)
@@ -234,6 +342,9 @@ def main():
     try:
         db = fixtures(kubectl)
         sh(REPO / "target/release/credgate", "--log-level", "warn", "certs", "--out", OUT / "certs", "--dns", "localhost", "--ip", "127.0.0.1")
+        log(f"peers: no webhook / null webhook / credgate, {PAIRS} rounds, 1 and 20 clients")
+        wait_quiet()
+        results["peers"] = peers(kubectl)
         port, admin, base_port = free_port(), free_port(), free_port()
         credgate, ready = start_credgate(kubeconfig, port, admin)
         bodies = OUT / "bodies"
@@ -346,13 +457,17 @@ def table(r):
     e = r["end_to_end"]
     lines += ["", f"end to end pod create, {e['with_credgate']['count']} pods, 20 clients: with credgate p50 {e['with_credgate']['p50_ms']:.1f} ms p99 {e['with_credgate']['p99_ms']:.1f} ms; "
               f"without p50 {e['without']['p50_ms']:.1f} ms p99 {e['without']['p99_ms']:.1f} ms; p99 ratio {e['p99_ratio']} (target <= 1.05)",
+              "", peers_table(r["peers"]),
               "", "criterion:"] + [f"  {l}" for l in r["criterion"]]
     return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
     try:
-        main()
+        if os.environ.get("BENCH_ONLY") == "peers":
+            peers_only()
+        else:
+            main()
     finally:
         for p in started:
             stop(p)
