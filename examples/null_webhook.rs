@@ -1,9 +1,13 @@
-//! A null webhook for `make bench` (issue 19): credgate's own TLS and HTTP
-//! stack (its `CertStore`, rustls and hyper's auto HTTP/1.1 + h2 server)
-//! answering every AdmissionReview `allowed` with no patch. Registered with
-//! credgate's rules, it is what any webhook costs the API server at least.
+//! The two peers of `make bench` that are credgate's own TLS and HTTP stack
+//! (its `CertStore`, rustls and hyper's auto HTTP/1.1 + h2 server) without
+//! its decisions:
+//! - the null webhook (issue 19): every AdmissionReview is answered
+//!   `allowed` with no patch. Registered with credgate's rules, it is what
+//!   any webhook costs the API server at least;
+//! - with RESPONSE_FILE, the ceiling's baseline (issue 9): every request gets
+//!   that fixed answer, whatever it asks.
 //!
-//! `cargo run --release --example null_webhook -- ADDR CERT KEY [CLIENT_CA]`
+//! `cargo run --release --example null_webhook -- ADDR CERT KEY [RESPONSE_FILE]`
 
 #![forbid(unsafe_code)]
 
@@ -42,9 +46,12 @@ fn answer(body: &[u8]) -> Bytes {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (addr, cert, key) = match args.as_slice() {
-        [addr, cert, key, ..] => (addr, cert, key),
-        _ => anyhow::bail!("usage: null_webhook ADDR CERT KEY"),
+    let (addr, cert, key, canned) = match args.as_slice() {
+        [addr, cert, key] => (addr, cert, key, None),
+        [addr, cert, key, response] => {
+            (addr, cert, key, Some(Bytes::from(std::fs::read(response)?)))
+        }
+        _ => anyhow::bail!("usage: null_webhook ADDR CERT KEY [RESPONSE_FILE]"),
     };
     let store = CertStore::load(cert.as_ref(), key.as_ref(), Arc::new(Metrics::default()))?;
     let tls = tokio_rustls::TlsAcceptor::from(store.server_config(None, &[])?);
@@ -54,24 +61,29 @@ async fn main() -> anyhow::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        let (tls, builder) = (tls.clone(), builder.clone());
+        let (tls, builder, canned) = (tls.clone(), builder.clone(), canned.clone());
         tokio::spawn(async move {
             let Ok(stream) = tls.accept(stream).await else {
                 return;
             };
-            let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                let body = req
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                Ok::<_, std::convert::Infallible>(
-                    hyper::Response::builder()
-                        .header("content-type", "application/json")
-                        .body(Full::new(answer(&body)))
-                        .unwrap_or_default(),
-                )
+            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let canned = canned.clone();
+                async move {
+                    // Read the whole body, as a webhook must.
+                    let body = req
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let answer = canned.unwrap_or_else(|| answer(&body));
+                    Ok::<_, std::convert::Infallible>(
+                        hyper::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(Full::new(answer))
+                            .unwrap_or_default(),
+                    )
+                }
             });
             let _ = builder
                 .serve_connection(TokioIo::new(stream), service)

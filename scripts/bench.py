@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make bench`: credgate against the limit of its own machine.
 
-1. Ceiling: examples/baseline (credgate's TLS setup answering a canned
+1. Ceiling: examples/null_webhook with a canned answer (credgate's TLS setup answering a canned
    AdmissionReview of the size of credgate's answer) vs credgate /mutate (a
    3-container pod, 5 credential references) and /validate (a docker-registry
    Secret), with oha over TLS keep-alive, 50 connections, alternating A B A B.
@@ -370,7 +370,7 @@ def main():
         assert delete_answer["response"]["allowed"] is False, delete_answer
         (OUT / "canned-answer.json").write_bytes(answer)
         results["answer_bytes"] = len(answer)
-        baseline = start("baseline", [REPO / "target/release/examples/baseline", f"127.0.0.1:{base_port}",
+        baseline = start("baseline", [REPO / "target/release/examples/null_webhook", f"127.0.0.1:{base_port}",
                                       OUT / "certs/tls.crt", OUT / "certs/tls.key", OUT / "canned-answer.json"])
         wait_until("baseline", 30, lambda: post(f"https://127.0.0.1:{base_port}/", b"{}") == answer)
 
