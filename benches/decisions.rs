@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the pure decision paths (criterion).
 
+use credgate::admission::{Decision, Endpoint};
 use credgate::model::credential::Scope;
 use credgate::model::workload::{Reference, Usage, WorkloadKind};
 use credgate::policy::mutate;
@@ -112,6 +113,55 @@ fn benches(c: &mut Criterion) {
             black_box(index.users(&namespaces, None, Some("cred-unused"), 5))
         })
     });
+
+    // The whole of one webhook call in credgate's process, as the server runs
+    // it: decode the AdmissionReview, decide, build and encode the answer.
+    let pod_review = support::review("Pod", "pods", "project-1", &pod);
+    let secret_review = support::review(
+        "Secret",
+        "secrets",
+        "project-1",
+        &serde_json::to_value(&secret).unwrap(),
+    );
+    let admission = credgate::admission::Admission::with_index(settings.clone(), index);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    c.bench_function(
+        "/mutate review of the training pod: decode, decide, encode",
+        |b| {
+            b.iter(|| {
+                let outcome = runtime.block_on(admission.review(Endpoint::Mutate, &pod_review));
+                assert_eq!(outcome.decision, Decision::Patched);
+                black_box(outcome)
+            })
+        },
+    );
+    c.bench_function(
+        "/validate review of a docker-registry Secret: decode, decide, encode",
+        |b| {
+            b.iter(|| {
+                let outcome =
+                    runtime.block_on(admission.review(Endpoint::Validate, &secret_review));
+                assert_eq!(outcome.decision, Decision::Allowed);
+                black_box(outcome)
+            })
+        },
+    );
+    c.bench_function(
+        "decode the training pod's review (serde_json, typed)",
+        |b| {
+            b.iter(|| {
+                black_box(
+                    serde_json::from_slice::<
+                        kube::core::admission::AdmissionReview<kube::core::DynamicObject>,
+                    >(&pod_review)
+                    .unwrap(),
+                )
+            })
+        },
+    );
 }
 
 criterion_group! {

@@ -41,7 +41,9 @@ NAMESPACES, SECRETS_PER_NS, PODS_PER_NS = (int(x) for x in os.environ.get("BENCH
 E2E_PODS = int(os.environ.get("BENCH_E2E_PODS", "1000"))
 CONNECTIONS = 50
 CLUSTER = OUT / "cluster"
-ENV = dict(os.environ, CREDGATE_DEV_STATE=str(CLUSTER), CREDGATE_BIN=str(REPO / "target/release/credgate"))
+# kube-apiserver serves /debug/pprof for the profiles of the peers step.
+ENV = dict(os.environ, CREDGATE_DEV_STATE=str(CLUSTER), CREDGATE_BIN=str(REPO / "target/release/credgate"),
+           CREDGATE_APISERVER_PROFILING="true")
 started = []
 
 
@@ -231,49 +233,62 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def peers(kubectl):
-    """Pod creates through the API server with no webhook, a null webhook
+class Peers:
+    """The configurations the API server can call: none, the null webhook
     (examples/null_webhook: credgate's TLS and HTTP stack answering allowed,
-    registered with credgate's rules) and credgate, alternated, at 1 and 20
-    clients: p50, p99, creates/s, API server and webhook CPU per pod, RSS."""
-    configs = {kind: json.loads(sh(kubectl, "get", f"{kind}webhookconfiguration", "credgate", "-o", "json"))
-               for kind in ("mutating", "validating")}
-    for c in configs.values():
-        for key in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"):
-            c["metadata"].pop(key, None)
-    null_port = free_port()
-    null = start("null-webhook", [REPO / "target/release/examples/null_webhook", f"127.0.0.1:{null_port}",
-                                  OUT / "certs/tls.crt", OUT / "certs/tls.key"])
-    bundle = base64.b64encode((OUT / "certs/ca.crt").read_bytes()).decode()
-    null_configs = json.loads(json.dumps(configs))
-    for c in null_configs.values():
-        for hook in c["webhooks"]:
-            path = hook["clientConfig"]["url"].split("/", 3)[3] if hook["clientConfig"].get("url") else ""
-            hook["clientConfig"] = {"url": f"https://127.0.0.1:{null_port}/{path}", "caBundle": bundle}
-    credgate_pid = int((CLUSTER / "credgate.pid").read_text())
-    apiserver_pid = int((CLUSTER / "kube-apiserver.pid").read_text())
+    registered with credgate's rules) and credgate, one at a time."""
 
-    def register(which):
+    def __init__(self, kubectl):
+        self.kubectl = kubectl
+        self.configs = {kind: json.loads(sh(kubectl, "get", f"{kind}webhookconfiguration", "credgate", "-o", "json"))
+                        for kind in ("mutating", "validating")}
+        for c in self.configs.values():
+            for key in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"):
+                c["metadata"].pop(key, None)
+        null_port = free_port()
+        self.null = start("null-webhook", [REPO / "target/release/examples/null_webhook", f"127.0.0.1:{null_port}",
+                                           OUT / "certs/tls.crt", OUT / "certs/tls.key"])
+        bundle = base64.b64encode((OUT / "certs/ca.crt").read_bytes()).decode()
+        self.null_configs = json.loads(json.dumps(self.configs))
+        for c in self.null_configs.values():
+            for hook in c["webhooks"]:
+                path = hook["clientConfig"]["url"].split("/", 3)[3] if hook["clientConfig"].get("url") else ""
+                hook["clientConfig"] = {"url": f"https://127.0.0.1:{null_port}/{path}", "caBundle": bundle}
+        self.pids = {"credgate": int((CLUSTER / "credgate.pid").read_text()), "null": self.null.pid}
+        self.apiserver_pid = int((CLUSTER / "kube-apiserver.pid").read_text())
+
+    def register(self, which):
         for kind in ("mutating", "validating"):
-            subprocess.run([str(kubectl), "delete", f"{kind}webhookconfiguration", "credgate", "--ignore-not-found"],
+            subprocess.run([str(self.kubectl), "delete", f"{kind}webhookconfiguration", "credgate", "--ignore-not-found"],
                            env=ENV, capture_output=True)
-        chosen = {"credgate": configs, "null": null_configs}.get(which)
+        chosen = {"credgate": self.configs, "null": self.null_configs}.get(which)
         if chosen:
-            sh(kubectl, "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(chosen.values())}))
+            sh(self.kubectl, "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(chosen.values())}))
         time.sleep(2)  # the API server reloads webhook configurations from its informer
 
-    pods = REPO / "target/release/examples/pod_create_latency"
+    def close(self):
+        self.register("credgate")
+        stop(self.null)
+
+
+POD_CREATES = REPO / "target/release/examples/pod_create_latency"
+
+
+def peers(kubectl, p):
+    """Pod creates through the API server with no webhook, the null webhook and
+    credgate, alternated, at 1 and 20 clients: p50, p99, creates/s, API server
+    and webhook CPU per pod, RSS."""
     runs = {which: {1: [], 20: []} for which in ("none", "null", "credgate")}
     run_id = 0
     for i in range(PAIRS):
         for which in ("none", "null", "credgate"):
-            register(which)
+            p.register(which)
             for clients, count in PEER_PODS.items():
                 run_id += 1
-                hook_pid = {"credgate": credgate_pid, "null": null.pid}.get(which)
-                a0, h0 = cpu_seconds(apiserver_pid), cpu_seconds(hook_pid) if hook_pid else 0.0
-                r = json.loads(sh(pods, "bench-p", count, clients, f"peer{run_id}"))
-                a1, h1 = cpu_seconds(apiserver_pid), cpu_seconds(hook_pid) if hook_pid else 0.0
+                hook_pid = p.pids.get(which)
+                a0, h0 = cpu_seconds(p.apiserver_pid), cpu_seconds(hook_pid) if hook_pid else 0.0
+                r = json.loads(sh(POD_CREATES, "bench-p", count, clients, f"peer{run_id}"))
+                a1, h1 = cpu_seconds(p.apiserver_pid), cpu_seconds(hook_pid) if hook_pid else 0.0
                 r["apiserver_cpu_ms_per_pod"] = round((a1 - a0) * 1000 / max(1, r["ok"]), 3)
                 r["webhook_cpu_ms_per_pod"] = round((h1 - h0) * 1000 / max(1, r["ok"]), 3) if hook_pid else None
                 r["webhook_rss_mib"] = round(rss_mib(hook_pid), 1) if hook_pid else None
@@ -282,14 +297,84 @@ def peers(kubectl):
                     f"{r['creates_per_sec']:.0f}/s, API server {r['apiserver_cpu_ms_per_pod']} ms/pod, webhook {r['webhook_cpu_ms_per_pod']} ms/pod")
                 sh(kubectl, "delete", "pods", "-n", "bench-p", "--all", "--wait=false")
                 wait_quiet()
-    register("credgate")
-    stop(null)
     med = lambda xs: round(statistics.median(xs), 3) if xs else None
     return {which: {str(clients): {"runs": rs, **{k: med([r[k] for r in rs if r.get(k) is not None])
                                                  for k in ("p50_ms", "p99_ms", "creates_per_sec", "apiserver_cpu_ms_per_pod",
                                                            "webhook_cpu_ms_per_pod", "webhook_rss_mib")}}
                     for clients, rs in by_clients.items()}
             for which, by_clients in runs.items()}
+
+
+PROFILE_SECS = int(os.environ.get("BENCH_PROFILE_SECS", "15"))
+# Where kube-apiserver's CPU goes per pod: the cumulative time of anchor
+# functions (within `focus` when given), from `go tool pprof -top -cum`.
+# (label, focus, function name ending)
+PROFILE_ANCHORS = [
+    ("admission, both rounds", None, "admission.(*reinvoker).Admit"),
+    ("mutating webhook calls", None, "mutating.(*mutatingDispatcher).Dispatch"),
+    ("  encode the AdmissionReview", "callAttrMutatingHook", "rest.(*Request).Body"),
+    ("  HTTP round trip (TLS, HTTP/2)", "callAttrMutatingHook", "rest.(*Request).Do"),
+    ("  decode the patch", None, ".DecodePatch"),
+    ("  apply the patch", None, "Patch.ApplyIndent"),
+    ("  decode the answer and the patched pod", "callAttrMutatingHook", "serializer/json.(*Serializer).Decode"),
+    ("  compare the pod before and after", "callAttrMutatingHook", "Equalities.DeepEqual"),
+    ("  reinvocation round: compare again", None, "IsOutputChangedSinceLastWebhookInvocation"),
+    ("validating webhook calls", None, "validating.(*validatingDispatcher).Dispatch"),
+    ("garbage collector", None, "runtime.gcBgMarkWorker"),
+]
+
+
+def pprof_cum(binary, path, focus=None):
+    """{function: cumulative seconds} of a CPU profile."""
+    import re
+    args = ["go", "tool", "pprof", "-top", "-cum", "-nodecount=1000000"] + ([f"-focus={focus}"] if focus else [])
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "mins": 60.0}
+    cum = {}
+    for line in sh(*args, binary, path).splitlines():
+        m = re.match(r"\s*-?[0-9.]+(?:ns|us|µs|ms|s|mins)?\s+[0-9.]+%\s+[0-9.]+%\s+([0-9.]+)(ns|us|µs|ms|s|mins)\s+[0-9.]+%\s+(.*)", line)
+        if m:
+            cum[m.group(3).replace(" (inline)", "").strip()] = float(m.group(1)) * units[m.group(2)]
+    return cum
+
+
+def profile_per_pod(binary, path, pods):
+    """API server CPU per pod (ms) of each of PROFILE_ANCHORS."""
+    tables = {}
+    out = {}
+    for label, focus, ending in PROFILE_ANCHORS:
+        if focus not in tables:
+            tables[focus] = pprof_cum(binary, path, focus)
+        secs = sum(v for name, v in tables[focus].items() if name.endswith(ending))
+        out[label] = round(secs * 1000 / max(1, pods), 3)
+    return out
+
+
+def apiserver_profiles(kubectl, p):
+    """kube-apiserver CPU profiles (/debug/pprof/profile, PROFILE_SECS long) while
+    20 clients create pods, with the null webhook and with credgate."""
+    (OUT / "pprof").mkdir(exist_ok=True)
+    binary = pathlib.Path(kubectl).parent / "kube-apiserver"
+    profiles = {}
+    for which in ("null", "credgate"):
+        p.register(which)
+        count = 300 * (PROFILE_SECS + 2)  # about the whole profile at 20 clients
+        creator = subprocess.Popen([str(POD_CREATES), "bench-p", str(count), "20", f"prof-{which}"], env=ENV,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        a0 = cpu_seconds(p.apiserver_pid)
+        raw = subprocess.run([str(kubectl), "get", "--raw", f"/debug/pprof/profile?seconds={PROFILE_SECS}"],
+                             env=ENV, capture_output=True, check=True).stdout
+        a1 = cpu_seconds(p.apiserver_pid)
+        r = json.loads(creator.communicate()[0])
+        path = OUT / "pprof" / f"kube-apiserver-{which}.pb.gz"
+        path.write_bytes(raw)
+        pods = r["creates_per_sec"] * PROFILE_SECS  # created while the profile ran
+        profiles[which] = {"file": str(path.relative_to(REPO)), "creates_per_sec": r["creates_per_sec"],
+                           "apiserver_cpu_ms_per_pod": round((a1 - a0) * 1000 / max(1, pods), 3),
+                           "ms_per_pod": profile_per_pod(binary, path, pods)}
+        log(f"profile {which}: {profiles[which]}")
+        sh(kubectl, "delete", "pods", "-n", "bench-p", "--all", "--wait=false")
+        wait_quiet()
+    return profiles
 
 
 def peers_only():
@@ -306,13 +391,31 @@ def peers_only():
         fixtures(kubectl)
         sh(REPO / "target/release/credgate", "--log-level", "warn", "certs", "--out", OUT / "certs", "--dns", "localhost", "--ip", "127.0.0.1")
         wait_quiet()
-        results["peers"] = peers(kubectl)
+        p = Peers(kubectl)
+        if os.environ.get("BENCH_ONLY") != "profile":
+            results["peers"] = peers(kubectl, p)
+        if os.environ.get("BENCH_PROFILE", "1") != "0":
+            results["apiserver_profiles"] = apiserver_profiles(kubectl, p)
+        p.close()
     finally:
         for p in started:
             stop(p)
         sh(REPO / "scripts/dev-cluster", "down")
     (OUT / "peers.json").write_text(json.dumps(results, indent=2))
-    print(peers_table(results["peers"]))
+    if "peers" in results:
+        print(peers_table(results["peers"]))
+    if "apiserver_profiles" in results:
+        print(profiles_table(results["apiserver_profiles"]))
+
+
+def profiles_table(profiles):
+    labels = list(next(iter(profiles.values()))["ms_per_pod"])
+    lines = [f"{'kube-apiserver CPU ms per pod, 20 clients (pprof)':<50}" + "".join(f"{w:>12}" for w in profiles)]
+    lines.append(f"  {'pods/s':<48}" + "".join(f"{round(v['creates_per_sec']):>12}" for v in profiles.values()))
+    lines.append(f"  {'all of the API server (/proc)':<48}" + "".join(f"{v['apiserver_cpu_ms_per_pod']:>12}" for v in profiles.values()))
+    for label in labels:
+        lines.append(f"  {label:<48}" + "".join(f"{v['ms_per_pod'][label]:>12}" for v in profiles.values()))
+    return "\n".join(lines)
 
 
 def peers_table(p):
@@ -344,7 +447,11 @@ def main():
         sh(REPO / "target/release/credgate", "--log-level", "warn", "certs", "--out", OUT / "certs", "--dns", "localhost", "--ip", "127.0.0.1")
         log(f"peers: no webhook / null webhook / credgate, {PAIRS} rounds, 1 and 20 clients")
         wait_quiet()
-        results["peers"] = peers(kubectl)
+        p = Peers(kubectl)
+        results["peers"] = peers(kubectl, p)
+        if os.environ.get("BENCH_PROFILE", "1") != "0":
+            results["apiserver_profiles"] = apiserver_profiles(kubectl, p)
+        p.close()
         port, admin, base_port = free_port(), free_port(), free_port()
         credgate, ready = start_credgate(kubeconfig, port, admin)
         bodies = OUT / "bodies"
@@ -464,7 +571,7 @@ def table(r):
 
 if __name__ == "__main__":
     try:
-        if os.environ.get("BENCH_ONLY") == "peers":
+        if os.environ.get("BENCH_ONLY") in ("peers", "profile"):
             peers_only()
         else:
             main()

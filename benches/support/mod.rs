@@ -49,3 +49,21 @@ pub fn training_pod(namespace: &str) -> serde_json::Value {
 pub fn annotations(pod: &serde_json::Value) -> Option<std::collections::BTreeMap<String, String>> {
     serde_json::from_value(pod["metadata"]["annotations"].clone()).ok()
 }
+
+/// An AdmissionReview body for a CREATE of `object`, as the API server sends it.
+#[allow(dead_code)] // the benchmarks use it; the examples that share this module do not
+pub fn review(kind: &str, resource: &str, namespace: &str, object: &serde_json::Value) -> Vec<u8> {
+    let gvk = serde_json::json!({"group": "", "version": "v1", "kind": kind});
+    let gvr = serde_json::json!({"group": "", "version": "v1", "resource": resource});
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "bench-0000", "kind": gvk, "resource": gvr, "requestKind": gvk, "requestResource": gvr,
+            "name": object["metadata"]["name"], "namespace": namespace, "operation": "CREATE",
+            "userInfo": {"username": "alice@example.com", "groups": ["system:authenticated"]},
+            "object": object, "oldObject": null, "dryRun": false, "options": null,
+        }
+    }))
+    .expect("a review encodes")
+}

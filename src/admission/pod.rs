@@ -70,7 +70,7 @@ impl Admission {
             Ok(Allow {
                 warnings: mutation.warnings,
             }),
-            mutation.ops,
+            crate::policy::patch::collapse_spec(spec, mutation.ops),
         )
     }
 
