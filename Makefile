@@ -21,8 +21,8 @@ test: lint k8s-bins
 	set -o pipefail; $(CARGO) test --lib --bins --tests --benches --no-fail-fast 2>&1 | tee target/test-output.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "make test: %d passed, %d failed\n", p, f}' target/test-output.log
 
-## The performance benchmark (issue 9): ceiling, fixed rate, scale, end to end, criterion.
-## Writes target/bench/results.json and results.txt. BENCH_SECS, BENCH_PAIRS, BENCH_SCALE, BENCH_E2E_PODS tune it.
+## The performance benchmark (issues 9 and 19): peers (no webhook, null webhook, credgate, Kyverno), API server profiles, ceiling, fixed rate, scale, criterion.
+## Writes target/bench/results.json and results.txt. BENCH_SECS, BENCH_PAIRS, BENCH_SCALE, BENCH_KYVERNO=0, BENCH_PROFILE=0 tune it.
 bench:
 	scripts/bench.py
 
