@@ -94,6 +94,21 @@ fn benches(c: &mut Criterion) {
         },
     );
 
+    let spec = pod.get("spec");
+    let mutation = mutate::pod(&settings, &index, "project-1", annotations.as_ref(), spec).unwrap();
+    c.bench_function(
+        "fold the training pod's 15 operations into one replace of /spec",
+        |b| {
+            b.iter_batched(
+                || (pod["spec"].clone(), mutation.ops.clone()),
+                |(mut spec, ops)| {
+                    black_box(credgate::policy::patch::collapse_spec(Some(&mut spec), ops))
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        },
+    );
+
     let project = index.visible_in(&Scope::Project, "project-7");
     c.bench_function("in-use lookup, project scope, 100k workloads", |b| {
         b.iter(|| black_box(index.users(&project, Some("app-secret-3"), Some("cred-3"), 5)))

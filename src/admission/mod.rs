@@ -134,7 +134,7 @@ impl Admission {
 
     /// Answers one AdmissionReview body.
     pub async fn review(&self, endpoint: Endpoint, body: &[u8]) -> Outcome {
-        let req = match decode(body) {
+        let mut req = match decode(body) {
             Ok(req) => req,
             Err(Undecodable::NoUid(reason)) => {
                 info!(endpoint = endpoint.as_str(), %reason, "bad request");
@@ -152,7 +152,7 @@ impl Admission {
             }
         };
         let kind = req.kind.kind.clone();
-        let (verdict, ops) = self.decide(endpoint, &req).await;
+        let (verdict, ops) = self.decide(endpoint, &mut req).await;
         let mut response = AdmissionResponse::from(&req);
         let decision = match verdict {
             Err(Deny(message)) => {
@@ -206,7 +206,7 @@ impl Admission {
     async fn decide(
         &self,
         endpoint: Endpoint,
-        req: &AdmissionRequest<DynamicObject>,
+        req: &mut AdmissionRequest<DynamicObject>,
     ) -> (Verdict, Vec<PatchOperation>) {
         match (endpoint, Route::of(req)) {
             (_, Some(Route::Secret)) => self.secret(endpoint, req).await,

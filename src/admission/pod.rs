@@ -19,9 +19,11 @@ use crate::state::recent::PodName;
 const POD_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Admission {
+    /// Takes the request's spec when it folds the patch (see
+    /// [`crate::policy::patch::collapse_spec`]).
     pub(super) async fn pod(
         &self,
-        req: &AdmissionRequest<DynamicObject>,
+        req: &mut AdmissionRequest<DynamicObject>,
     ) -> (Verdict, Vec<PatchOperation>) {
         if req.operation != admission::Operation::Create {
             return (Ok(Allow::default()), Vec::new());
@@ -70,7 +72,10 @@ impl Admission {
             Ok(Allow {
                 warnings: mutation.warnings,
             }),
-            crate::policy::patch::collapse_spec(spec, mutation.ops),
+            crate::policy::patch::collapse_spec(
+                req.object.as_mut().and_then(|o| o.data.get_mut("spec")),
+                mutation.ops,
+            ),
         )
     }
 

@@ -415,7 +415,9 @@ pub const MAX_INJECTED_ENTRIES: usize = 10_000;
 ///
 /// Reads the Pod as JSON (fields credgate does not know are never touched) and
 /// appends only what is missing to each list, so a second pass (reinvocation)
-/// yields an empty patch. No copy of the Pod is made. The work is linear in
+/// yields an empty patch. No copy of the Pod is made here (the webhook then
+/// folds the operations into one `replace /spec` for pods up to
+/// [`crate::policy::patch::COLLAPSE_MAX_SPEC_BYTES`]). The work is linear in
 /// the size of the pod, and bounded by the limits of
 /// [`crate::model::workload`] and [`MAX_INJECTED_ENTRIES`].
 pub fn pod(
