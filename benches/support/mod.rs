@@ -38,6 +38,7 @@ pub fn add_pod_credentials(index: &mut Index, namespace: &str) {
 
 /// A 3-container pod with 5 credential references (env ×2, volume, S3, Git) and one matching
 /// registry: `benches/data/training-pod.json`, which `make bench` also sends over the wire.
+#[allow(dead_code)] // serve_snapshot, which shares this module, uses only the fixtures
 pub fn training_pod(namespace: &str) -> serde_json::Value {
     let mut pod: serde_json::Value =
         serde_json::from_str(include_str!("../data/training-pod.json")).expect("valid JSON");
@@ -46,6 +47,7 @@ pub fn training_pod(namespace: &str) -> serde_json::Value {
 }
 
 /// The annotations of a pod given as JSON (as the admission path reads them from typed metadata).
+#[allow(dead_code)] // as above
 pub fn annotations(pod: &serde_json::Value) -> Option<std::collections::BTreeMap<String, String>> {
     serde_json::from_value(pod["metadata"]["annotations"].clone()).ok()
 }

@@ -7,25 +7,25 @@
 //! secret data cannot reach a log line or a response.
 
 use json_patch::PatchOperation;
-use kube::core::admission::{self, AdmissionRequest, AdmissionResponse, AdmissionReview};
-use kube::core::{DynamicObject, GroupVersionKind};
-use serde::Deserialize;
+use kube::core::GroupVersionKind;
+use kube::core::admission;
 use serde::de::DeserializeOwned;
 use tracing::{debug, info};
 
 use crate::model::workload::WorkloadKind;
-use crate::policy::{Allow, Change, Deny, Operation, Settings, Verdict, patch};
+use crate::policy::{Allow, Change, Deny, Operation, Settings, Verdict};
 use crate::state::SharedIndex;
 use crate::state::index::Index;
 
 pub mod claims;
 mod pod;
+pub mod review;
 pub mod rights;
 mod secret;
 mod workload;
 
-const API_VERSION: &str = "admission.k8s.io/v1";
-const KIND: &str = "AdmissionReview";
+pub use review::describe_json_error;
+use review::{Answer, Request, Undecodable, decode, encode};
 
 /// The webhook endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -134,7 +134,7 @@ impl Admission {
 
     /// Answers one AdmissionReview body.
     pub async fn review(&self, endpoint: Endpoint, body: &[u8]) -> Outcome {
-        let mut req = match decode(body) {
+        let req = match decode(body) {
             Ok(req) => req,
             Err(Undecodable::NoUid(reason)) => {
                 info!(endpoint = endpoint.as_str(), %reason, "bad request");
@@ -146,33 +146,32 @@ impl Admission {
             }
             Err(Undecodable::WithUid { uid, reason }) => {
                 info!(endpoint = endpoint.as_str(), %uid, %reason, "denied");
-                let mut response = AdmissionResponse::invalid(&reason);
-                response.uid = uid;
-                return encode(response, Decision::Denied, "unknown".into());
+                return Outcome {
+                    decision: Decision::Denied,
+                    kind: "unknown".into(),
+                    body: encode(&Answer::invalid(uid, reason)),
+                };
             }
         };
-        let kind = req.kind.kind.clone();
-        let (verdict, ops) = self.decide(endpoint, &mut req).await;
-        let mut response = AdmissionResponse::from(&req);
+        let (verdict, ops) = self.decide(endpoint, &req).await;
+        let mut answer = Answer::allow(req.uid.clone());
         let decision = match verdict {
             Err(Deny(message)) => {
-                response = response.deny(message);
+                answer = answer.deny(message);
                 Decision::Denied
             }
             Ok(Allow { warnings }) => {
-                if !warnings.is_empty() {
-                    response.warnings = Some(warnings);
-                }
+                answer.warnings = warnings;
                 if ops.is_empty() {
                     Decision::Allowed
                 } else {
-                    match response.clone().with_patch(patch::patch(ops)) {
+                    match answer.with_patch(&ops) {
                         Ok(patched) => {
-                            response = patched;
+                            answer = patched;
                             Decision::Patched
                         }
                         Err(error) => {
-                            response = response
+                            answer = Answer::allow(req.uid.clone())
                                 .deny(format!("credgate could not encode its patch: {error}"));
                             Decision::Denied
                         }
@@ -186,12 +185,12 @@ impl Admission {
                 $level!(
                     endpoint = endpoint.as_str(),
                     uid = %req.uid,
-                    kind = %kind,
+                    kind = %req.kind.kind,
                     namespace = req.namespace.as_deref().unwrap_or(""),
                     name = %req.name,
                     operation = ?req.operation,
                     decision = decision.as_str(),
-                    message = %response.result.message,
+                    message = %answer.status.message,
                 )
             };
         }
@@ -200,13 +199,17 @@ impl Admission {
         } else {
             decided!(debug);
         }
-        encode(response, decision, kind)
+        Outcome {
+            decision,
+            kind: req.kind.kind.clone(),
+            body: encode(&answer),
+        }
     }
 
     async fn decide(
         &self,
         endpoint: Endpoint,
-        req: &mut AdmissionRequest<DynamicObject>,
+        req: &Request<'_>,
     ) -> (Verdict, Vec<PatchOperation>) {
         match (endpoint, Route::of(req)) {
             (_, Some(Route::Secret)) => self.secret(endpoint, req).await,
@@ -241,7 +244,7 @@ enum Route {
 }
 
 impl Route {
-    fn of(req: &AdmissionRequest<DynamicObject>) -> Option<Route> {
+    fn of(req: &Request<'_>) -> Option<Route> {
         if req.sub_resource.is_some() || req.kind.version != "v1" {
             return None;
         }
@@ -261,7 +264,7 @@ fn kind_name(gvk: &GroupVersionKind) -> String {
 }
 
 fn change<'a, K>(
-    req: &'a AdmissionRequest<DynamicObject>,
+    req: &'a Request<'_>,
     object: Option<&'a K>,
     old_object: Option<&'a K>,
 ) -> Change<'a, K> {
@@ -280,132 +283,11 @@ fn change<'a, K>(
 }
 
 /// The request's object and old object as `K`.
-fn typed<K: DeserializeOwned>(
-    req: &AdmissionRequest<DynamicObject>,
-) -> Result<(Option<K>, Option<K>), Deny> {
-    let convert = |which: &str, object: &Option<DynamicObject>| -> Result<Option<K>, Deny> {
-        object
-            .as_ref()
-            .map(|o| {
-                serde_json::to_value(o)
-                    .and_then(serde_json::from_value)
-                    .map_err(|e| {
-                        Deny(format!(
-                            "the {which} could not be read as {}: {}",
-                            req.kind.kind,
-                            describe_json_error(&e)
-                        ))
-                    })
-            })
-            .transpose()
-    };
+fn typed<K: DeserializeOwned>(req: &Request<'_>) -> Result<(Option<K>, Option<K>), Deny> {
     Ok((
-        convert("object", &req.object)?,
-        convert("oldObject", &req.old_object)?,
+        req.read(false).map_err(Deny)?,
+        req.read(true).map_err(Deny)?,
     ))
-}
-
-enum Undecodable {
-    NoUid(String),
-    WithUid { uid: String, reason: String },
-}
-
-fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Undecodable> {
-    match serde_json::from_slice::<AdmissionReview<DynamicObject>>(body) {
-        Ok(review) => {
-            let uid = review
-                .request
-                .as_ref()
-                .map(|r| r.uid.clone())
-                .filter(|u| !u.is_empty());
-            let Some(uid) = uid else {
-                return Err(Undecodable::NoUid(
-                    "the AdmissionReview has no request.uid".into(),
-                ));
-            };
-            if review.types.api_version != API_VERSION || review.types.kind != KIND {
-                return Err(Undecodable::WithUid {
-                    uid,
-                    reason: format!(
-                        "credgate answers {API_VERSION} {KIND} only, not {:?} {:?}; set admissionReviewVersions: [v1] in the webhook configuration",
-                        review.types.api_version, review.types.kind
-                    ),
-                });
-            }
-            review
-                .try_into()
-                .map_err(|_| Undecodable::NoUid("the AdmissionReview has no request".into()))
-        }
-        Err(error) => {
-            #[derive(Deserialize)]
-            struct Probe {
-                request: Option<ProbeRequest>,
-            }
-            #[derive(Deserialize)]
-            struct ProbeRequest {
-                uid: Option<serde_json::Value>,
-            }
-            let probe = serde_json::from_slice::<Probe>(body).ok();
-            let problem = match &probe {
-                // Well-formed JSON: whatever serde's category, a field is at fault.
-                Some(_) => format!(
-                    "a field is missing or has the wrong type at line {} column {}",
-                    error.line(),
-                    error.column()
-                ),
-                None => describe_json_error(&error),
-            };
-            let reason = format!("the AdmissionReview could not be decoded: {problem}");
-            let uid = probe
-                .and_then(|p| p.request?.uid)
-                .and_then(|uid| uid.as_str().map(str::to_owned))
-                .filter(|u| !u.is_empty());
-            match uid {
-                Some(uid) => Err(Undecodable::WithUid { uid, reason }),
-                None => Err(Undecodable::NoUid(reason)),
-            }
-        }
-    }
-}
-
-/// A JSON error without the input it quotes: category and position only.
-pub fn describe_json_error(error: &serde_json::Error) -> String {
-    let what = match error.classify() {
-        serde_json::error::Category::Io => "read error",
-        serde_json::error::Category::Syntax => "malformed JSON",
-        serde_json::error::Category::Eof => "truncated JSON",
-        serde_json::error::Category::Data => "a field is missing or has the wrong type",
-    };
-    if error.line() == 0 {
-        what.to_owned()
-    } else {
-        format!("{what} at line {} column {}", error.line(), error.column())
-    }
-}
-
-/// The AdmissionReview answer. The patch goes out base64-encoded, as the API
-/// defines `[]byte`: kube-rs would write it as an array of numbers, four times
-/// larger and slower to write and to read.
-fn encode(mut response: AdmissionResponse, decision: Decision, kind: String) -> Outcome {
-    use base64::Engine as _;
-    let patch = response.patch.take();
-    let review = serde_json::to_value(response.into_review()).map(|mut review| {
-        if let (Some(patch), Some(answer)) = (patch, review.get_mut("response")) {
-            answer["patch"] = base64::engine::general_purpose::STANDARD
-                .encode(patch)
-                .into();
-        }
-        review
-    });
-    let body = review.and_then(|r| serde_json::to_vec(&r)).unwrap_or_else(|_| {
-        // Serialising a response made of strings cannot fail; keep a valid answer anyway.
-        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":false}}"#.to_vec()
-    });
-    Outcome {
-        decision,
-        kind,
-        body,
-    }
 }
 
 #[cfg(test)]
@@ -414,7 +296,7 @@ mod tests {
     use serde_json::{Value, json};
 
     fn review(request: Value) -> Vec<u8> {
-        serde_json::to_vec(&json!({"apiVersion": API_VERSION, "kind": KIND, "request": request}))
+        serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}))
             .unwrap()
     }
 

@@ -3,11 +3,12 @@
 //! from being deleted under it.
 
 use json_patch::PatchOperation;
-use kube::core::DynamicObject;
-use kube::core::admission::{self, AdmissionRequest};
+use kube::core::admission;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::Admission;
+use super::review::Request;
 use crate::model::copy::copy_name;
 use crate::policy::{Allow, Deny, Verdict, mutate, validate};
 use crate::propagation::copies::Source;
@@ -16,27 +17,43 @@ use crate::state::recent::PodName;
 /// The longest a pod waits for the outcome of a DELETE allowed moments ago
 /// (its record lasts [`crate::state::recent::GRACE`] after the DELETE's last
 /// check); inside the pod webhook's 5 s timeout.
+/// What a pod decision reads of the Pod: the rest (its status, its
+/// managedFields) is skipped unread.
+#[derive(serde::Deserialize)]
+struct Pod {
+    #[serde(default)]
+    metadata: PodMeta,
+    #[serde(default)]
+    spec: Option<serde_json::Value>,
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodMeta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    generate_name: Option<String>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+}
+
 const POD_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Admission {
-    /// Takes the request's spec when it folds the patch (see
-    /// [`crate::policy::patch::collapse_spec`]).
-    pub(super) async fn pod(
-        &self,
-        req: &mut AdmissionRequest<DynamicObject>,
-    ) -> (Verdict, Vec<PatchOperation>) {
+    /// Reads only what the decision needs of the Pod, and gives its spec to
+    /// the patch when it folds it (see [`crate::policy::patch::collapse_spec`]).
+    pub(super) async fn pod(&self, req: &Request<'_>) -> (Verdict, Vec<PatchOperation>) {
         if req.operation != admission::Operation::Create {
             return (Ok(Allow::default()), Vec::new());
         }
-        let Some(object) = req.object.as_ref() else {
-            return (Err(Deny("the request carries no Pod".into())), Vec::new());
+        let mut object = match req.read::<Pod>(false) {
+            Ok(Some(object)) => object,
+            Ok(None) => return (Err(Deny("the request carries no Pod".into())), Vec::new()),
+            Err(why) => return (Err(Deny(why)), Vec::new()),
         };
         let namespace = req.namespace.as_deref().unwrap_or_default();
-        // Read in place: annotations from the typed metadata, the spec as JSON.
-        let (annotations, spec) = (
-            object.metadata.annotations.as_ref(),
-            object.data.get("spec"),
-        );
+        let (annotations, spec) = (object.metadata.annotations.as_ref(), object.spec.as_ref());
         // Parsing and injection read no state: only resolving holds the snapshot's lock.
         let requests = match mutate::pod_requests(annotations, spec) {
             Ok(requests) => requests,
@@ -72,10 +89,7 @@ impl Admission {
             Ok(Allow {
                 warnings: mutation.warnings,
             }),
-            crate::policy::patch::collapse_spec(
-                req.object.as_mut().and_then(|o| o.data.get_mut("spec")),
-                mutation.ops,
-            ),
+            crate::policy::patch::collapse_spec(object.spec.as_mut(), mutation.ops),
         )
     }
 

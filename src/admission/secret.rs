@@ -4,8 +4,6 @@
 
 use json_patch::PatchOperation;
 use k8s_openapi::api::core::v1::Secret;
-use kube::core::DynamicObject;
-use kube::core::admission::AdmissionRequest;
 use std::time::Instant;
 use tracing::warn;
 
@@ -32,7 +30,7 @@ impl Admission {
     pub(super) async fn secret(
         &self,
         endpoint: Endpoint,
-        req: &AdmissionRequest<DynamicObject>,
+        req: &super::review::Request<'_>,
     ) -> (Verdict, Vec<PatchOperation>) {
         let (object, old_object) = match typed::<Secret>(req) {
             Ok(objects) => objects,

@@ -491,14 +491,14 @@ pub fn pod_inject(
 }
 
 /// Items to append to one list of the Pod, found by a key (a name or a path)
-/// in a map: checking an item costs O(1), so injection stays linear.
+/// in a map: checking an item costs O(1), so injection stays linear. The keys
+/// are borrowed from the pod and from the plan: nothing is copied to look up.
 struct Append<'a> {
     tokens: Vec<&'a str>,
     existing: Option<&'a Vec<serde_json::Value>>,
     added: Vec<serde_json::Value>,
-    key: fn(&serde_json::Value) -> Option<&str>,
     /// Key → (true: added, false: existing; position).
-    by_key: std::collections::HashMap<String, (bool, usize)>,
+    by_key: std::collections::HashMap<&'a str, (bool, usize)>,
 }
 
 impl<'a> Append<'a> {
@@ -509,17 +509,16 @@ impl<'a> Append<'a> {
     ) -> Self {
         let last = tokens.last().copied().unwrap_or_default();
         let existing = parent.get(last).and_then(serde_json::Value::as_array);
-        let mut by_key = std::collections::HashMap::new();
+        let mut by_key = std::collections::HashMap::with_capacity(existing.map_or(0, Vec::len) + 8);
         for (i, item) in existing.into_iter().flatten().enumerate() {
             if let Some(k) = key(item) {
-                by_key.entry(k.to_owned()).or_insert((false, i));
+                by_key.entry(k).or_insert((false, i));
             }
         }
         Append {
             existing,
             tokens,
             added: Vec::new(),
-            key,
             by_key,
         }
     }
@@ -532,12 +531,9 @@ impl<'a> Append<'a> {
         }
     }
 
-    fn push(&mut self, item: serde_json::Value) {
-        if let Some(k) = (self.key)(&item) {
-            self.by_key
-                .entry(k.to_owned())
-                .or_insert((true, self.added.len()));
-        }
+    /// Appends `item`, found by `key` from now on.
+    fn push(&mut self, key: &'a str, item: serde_json::Value) {
+        self.by_key.entry(key).or_insert((true, self.added.len()));
         self.added.push(item);
     }
 
@@ -591,11 +587,15 @@ fn inject(
     let Some(spec) = spec.filter(|s| s.is_object()) else {
         return warnings;
     };
+    let volume_names: Vec<String> = plan
+        .volumes
+        .iter()
+        .map(|(credential, _, _)| volume_name(credential))
+        .collect();
     let mut volumes = Append::new(spec, vec!["spec", "volumes"], by_name);
-    for (credential, secret, _) in &plan.volumes {
-        let name = volume_name(credential);
-        if volumes.find(&name).is_none() {
-            volumes.push(json!({"name": name, "secret": {"secretName": secret, "defaultMode": SECRET_VOLUME_MODE}}));
+    for ((_, secret, _), name) in plan.volumes.iter().zip(&volume_names) {
+        if volumes.find(name).is_none() {
+            volumes.push(name, json!({"name": name, "secret": {"secretName": secret, "defaultMode": SECRET_VOLUME_MODE}}));
         }
     }
     // (volume, fetcher container) of each data source, named once.
@@ -611,7 +611,7 @@ fn inject(
         .collect();
     for (volume, _) in &fetch_names {
         if volumes.find(volume).is_none() {
-            volumes.push(json!({"name": volume, "emptyDir": {}}));
+            volumes.push(volume, json!({"name": volume, "emptyDir": {}}));
         }
     }
     volumes.finish(ops);
@@ -619,14 +619,14 @@ fn inject(
     let mut fetchers_added = Append::new(spec, vec!["spec", "initContainers"], by_name);
     for (f, (_, container)) in plan.fetches.iter().zip(&fetch_names) {
         if fetchers_added.find(container).is_none() {
-            fetchers_added.push(fetch::container(fetchers, plan, f));
+            fetchers_added.push(container, fetch::container(fetchers, plan, f));
         }
     }
     fetchers_added.finish(ops);
     let mut pulls = Append::new(spec, vec!["spec", "imagePullSecrets"], by_name);
     for secret in &plan.pull_secrets {
         if pulls.find(secret).is_none() {
-            pulls.push(json!({"name": secret}));
+            pulls.push(secret, json!({"name": secret}));
         }
     }
     pulls.finish(ops);
@@ -653,7 +653,7 @@ fn inject(
             for (env, secret, key) in &plan.env {
                 let value = json!({"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}});
                 match vars.find(env) {
-                    None => vars.push(value),
+                    None => vars.push(env, value),
                     Some(existing) if *existing == value => {}
                     Some(_) => warnings.push(format!(
                         "container {cname:?} sets {env} itself; its own value wins over the credential annotation"
@@ -664,15 +664,17 @@ fn inject(
             let mut sources = Append::new(container, at("envFrom"), by_secret_ref);
             for secret in &plan.env_from {
                 if sources.find(secret).is_none() {
-                    sources.push(json!({"secretRef": {"name": secret}}));
+                    sources.push(secret, json!({"secretRef": {"name": secret}}));
                 }
             }
             sources.finish(ops);
             let mut mounts = Append::new(container, at("volumeMounts"), by_mount_path);
-            for (credential, _, path) in &plan.volumes {
-                let name = volume_name(credential);
+            for ((credential, _, path), name) in plan.volumes.iter().zip(&volume_names) {
                 match mounts.find(path) {
-                    None => mounts.push(json!({"name": name, "mountPath": path, "readOnly": true})),
+                    None => mounts.push(
+                        path,
+                        json!({"name": name, "mountPath": path, "readOnly": true}),
+                    ),
                     Some(m) if m["name"] == name.as_str() => {}
                     Some(_) => warnings.push(format!(
                         "container {cname:?} already mounts something at {path}; credential {credential:?} is not mounted there"
@@ -684,7 +686,10 @@ fn inject(
                 for (f, (name, _)) in plan.fetches.iter().zip(&fetch_names) {
                     let path = &f.source.mount_path;
                     if mounts.find(path).is_none() {
-                        mounts.push(json!({"name": name, "mountPath": path, "readOnly": true}));
+                        mounts.push(
+                            path,
+                            json!({"name": name, "mountPath": path, "readOnly": true}),
+                        );
                     }
                 }
             }

@@ -3,7 +3,7 @@
 //! and a reinvoked webhook answers with an empty patch.
 
 use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -156,11 +156,6 @@ fn json_size_within(value: &Value, budget: usize) -> bool {
     }
     let mut left = budget;
     walk(value, &mut left)
-}
-
-/// Wraps operations into a patch.
-pub fn patch(ops: Vec<PatchOperation>) -> Patch {
-    Patch(ops)
 }
 
 #[cfg(test)]

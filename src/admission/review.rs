@@ -1,0 +1,249 @@
+//! The AdmissionReview on the wire: the request as credgate reads it and the
+//! answer as it writes it.
+//!
+//! The envelope is decoded once, borrowing from the body: the object and the
+//! old object stay raw JSON ([`RawValue`]: checked, not built) until the
+//! handler for their kind reads them as the one type it needs, so no object
+//! is decoded twice nor converted between types. The answer is written in one
+//! pass from borrowed fields.
+
+use kube::core::GroupVersionKind;
+use kube::core::admission::Operation;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+const API_VERSION: &str = "admission.k8s.io/v1";
+const KIND: &str = "AdmissionReview";
+
+/// One AdmissionReview request.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request<'a> {
+    pub uid: String,
+    pub kind: GroupVersionKind,
+    /// Required, as the API defines it; credgate routes by `kind`.
+    #[allow(dead_code)]
+    resource: serde::de::IgnoredAny,
+    #[serde(default)]
+    pub sub_resource: Option<String>,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    pub operation: Operation,
+    pub user_info: k8s_openapi::api::authentication::v1::UserInfo,
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(borrow, default)]
+    pub object: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub old_object: Option<&'a RawValue>,
+}
+
+impl Request<'_> {
+    /// The object (`old: false`) or old object read as `K`; `None` when the
+    /// request carries none. The error names a position, never a value.
+    pub fn read<K: serde::de::DeserializeOwned>(&self, old: bool) -> Result<Option<K>, String> {
+        let (which, raw) = if old {
+            ("oldObject", self.old_object)
+        } else {
+            ("object", self.object)
+        };
+        raw.map(|raw| {
+            serde_json::from_str(raw.get()).map_err(|e| {
+                format!(
+                    "the {which} could not be read as {}: {}",
+                    self.kind.kind,
+                    describe_json_error(&e)
+                )
+            })
+        })
+        .transpose()
+    }
+}
+
+#[derive(Deserialize)]
+struct Review<'a> {
+    #[serde(default, rename = "apiVersion")]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(borrow)]
+    request: Option<Request<'a>>,
+}
+
+/// Why a body is not a request credgate can decide on.
+pub enum Undecodable {
+    /// No uid to answer to: HTTP 400.
+    NoUid(String),
+    /// A uid to deny.
+    WithUid { uid: String, reason: String },
+}
+
+/// Decodes the envelope of an AdmissionReview body.
+pub fn decode(body: &[u8]) -> Result<Request<'_>, Undecodable> {
+    match serde_json::from_slice::<Review<'_>>(body) {
+        Ok(review) => {
+            let Some(request) = review.request else {
+                return Err(Undecodable::NoUid(
+                    "the AdmissionReview has no request".into(),
+                ));
+            };
+            if request.uid.is_empty() {
+                return Err(Undecodable::NoUid(
+                    "the AdmissionReview has no request.uid".into(),
+                ));
+            }
+            if review.api_version != API_VERSION || review.kind != KIND {
+                return Err(Undecodable::WithUid {
+                    uid: request.uid,
+                    reason: format!(
+                        "credgate answers {API_VERSION} {KIND} only, not {:?} {:?}; set admissionReviewVersions: [v1] in the webhook configuration",
+                        review.api_version, review.kind
+                    ),
+                });
+            }
+            Ok(request)
+        }
+        Err(error) => {
+            #[derive(Deserialize)]
+            struct Probe {
+                request: Option<ProbeRequest>,
+            }
+            #[derive(Deserialize)]
+            struct ProbeRequest {
+                uid: Option<serde_json::Value>,
+            }
+            let probe = serde_json::from_slice::<Probe>(body).ok();
+            let problem = match &probe {
+                // Well-formed JSON: whatever serde's category, a field is at fault.
+                Some(_) => format!(
+                    "a field is missing or has the wrong type at line {} column {}",
+                    error.line(),
+                    error.column()
+                ),
+                None => describe_json_error(&error),
+            };
+            let reason = format!("the AdmissionReview could not be decoded: {problem}");
+            let uid = probe
+                .and_then(|p| p.request?.uid)
+                .and_then(|uid| uid.as_str().map(str::to_owned))
+                .filter(|u| !u.is_empty());
+            match uid {
+                Some(uid) => Err(Undecodable::WithUid { uid, reason }),
+                None => Err(Undecodable::NoUid(reason)),
+            }
+        }
+    }
+}
+
+/// A JSON error without the input it quotes: category and position only.
+pub fn describe_json_error(error: &serde_json::Error) -> String {
+    let what = match error.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "malformed JSON",
+        serde_json::error::Category::Eof => "truncated JSON",
+        serde_json::error::Category::Data => "a field is missing or has the wrong type",
+    };
+    if error.line() == 0 {
+        what.to_owned()
+    } else {
+        format!("{what} at line {} column {}", error.line(), error.column())
+    }
+}
+
+/// The answer to one request.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Answer {
+    pub uid: String,
+    pub allowed: bool,
+    pub status: Status,
+    /// The JSON patch, base64-encoded as the API defines `[]byte`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// The `status` of an answer, as `metav1.Status`.
+#[derive(Debug, Default, Serialize)]
+pub struct Status {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+impl Answer {
+    /// Allowed, nothing to change.
+    pub fn allow(uid: String) -> Self {
+        Answer {
+            uid,
+            allowed: true,
+            status: Status::default(),
+            patch: None,
+            patch_type: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Refused with `message`, for the person reading kubectl's output.
+    pub fn deny(mut self, message: String) -> Self {
+        self.allowed = false;
+        self.status.message = message;
+        self
+    }
+
+    /// A request that cannot be decided on (as kube-rs's `invalid`).
+    pub fn invalid(uid: String, reason: String) -> Self {
+        let mut answer = Answer::allow(uid).deny(reason);
+        answer.status.status = Some("Failure");
+        answer.status.reason = Some("InvalidRequest");
+        answer
+    }
+
+    /// Allowed with `ops`. (Written whole, then encoded in one call: serde's
+    /// many small writes through a base64 writer cost more than both.)
+    pub fn with_patch(
+        mut self,
+        ops: &[json_patch::PatchOperation],
+    ) -> Result<Self, serde_json::Error> {
+        use base64::Engine as _;
+        let json = serde_json::to_vec(ops)?;
+        self.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
+        self.patch_type = Some("JSONPatch");
+        Ok(self)
+    }
+}
+
+/// The response body for `answer`.
+pub fn encode(answer: &Answer) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Envelope<'a> {
+        #[serde(rename = "apiVersion")]
+        api_version: &'static str,
+        kind: &'static str,
+        response: &'a Answer,
+    }
+    let envelope = Envelope {
+        api_version: API_VERSION,
+        kind: KIND,
+        response: answer,
+    };
+    let size = 160
+        + answer.uid.len()
+        + answer.status.message.len()
+        + answer.patch.as_ref().map_or(0, String::len)
+        + answer.warnings.iter().map(|w| w.len() + 4).sum::<usize>();
+    let mut body = Vec::with_capacity(size);
+    if serde_json::to_writer(&mut body, &envelope).is_err() {
+        // Serialising strings cannot fail; keep a valid answer anyway.
+        return br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":false}}"#.to_vec();
+    }
+    body
+}
