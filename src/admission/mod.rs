@@ -165,13 +165,10 @@ impl Admission {
                 if ops.is_empty() {
                     Decision::Allowed
                 } else {
-                    match answer.with_patch(&ops) {
-                        Ok(patched) => {
-                            answer = patched;
-                            Decision::Patched
-                        }
+                    match answer.set_patch(&ops) {
+                        Ok(()) => Decision::Patched,
                         Err(error) => {
-                            answer = Answer::allow(req.uid.clone())
+                            answer = answer
                                 .deny(format!("credgate could not encode its patch: {error}"));
                             Decision::Denied
                         }
@@ -697,7 +694,18 @@ mod tests {
             r["subResource"] = json!("status");
             r
         };
+        // serde's derived structs would take an array for an object.
+        let not_an_object = {
+            let mut r = secret_request("CREATE", json!(["x"]));
+            r["kind"] = json!({"group": "apps", "version": "v1", "kind": "Deployment"});
+            r
+        };
         let with_uid: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "object not a JSON object",
+                review(not_an_object),
+                "could not be read as Deployment: it is not a JSON object",
+            ),
             (
                 "wrong apiVersion",
                 serde_json::to_vec(&wrong_version).unwrap(),

@@ -14,9 +14,6 @@ use crate::policy::{Allow, Deny, Verdict, mutate, validate};
 use crate::propagation::copies::Source;
 use crate::state::recent::PodName;
 
-/// The longest a pod waits for the outcome of a DELETE allowed moments ago
-/// (its record lasts [`crate::state::recent::GRACE`] after the DELETE's last
-/// check); inside the pod webhook's 5 s timeout.
 /// What a pod decision reads of the Pod: the rest (its status, its
 /// managedFields) is skipped unread.
 #[derive(serde::Deserialize)]
@@ -38,6 +35,9 @@ struct PodMeta {
     annotations: Option<BTreeMap<String, String>>,
 }
 
+/// The longest a pod waits for the outcome of a DELETE allowed moments ago
+/// (its record lasts [`crate::state::recent::GRACE`] after the DELETE's last
+/// check); inside the pod webhook's 5 s timeout.
 const POD_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Admission {

@@ -15,8 +15,9 @@ use serde_json::value::RawValue;
 const API_VERSION: &str = "admission.k8s.io/v1";
 const KIND: &str = "AdmissionReview";
 
-/// One AdmissionReview request.
-#[derive(Debug, Deserialize)]
+/// One AdmissionReview request. (No `Debug`: the raw objects may hold a
+/// Secret's data.)
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Request<'a> {
     pub uid: String,
@@ -42,21 +43,26 @@ pub struct Request<'a> {
 
 impl Request<'_> {
     /// The object (`old: false`) or old object read as `K`; `None` when the
-    /// request carries none. The error names a position, never a value.
+    /// request carries none. It must be a JSON object. The error names the
+    /// kind of fault only: not a value, nor a position (which could hint at the
+    /// length of a Secret's value).
     pub fn read<K: serde::de::DeserializeOwned>(&self, old: bool) -> Result<Option<K>, String> {
         let (which, raw) = if old {
             ("oldObject", self.old_object)
         } else {
             ("object", self.object)
         };
+        let fault = |what: &str| {
+            format!(
+                "the {which} could not be read as {}: {what}",
+                self.kind.kind
+            )
+        };
         raw.map(|raw| {
-            serde_json::from_str(raw.get()).map_err(|e| {
-                format!(
-                    "the {which} could not be read as {}: {}",
-                    self.kind.kind,
-                    describe_json_error(&e)
-                )
-            })
+            if !is_object(raw.get().as_bytes()) {
+                return Err(fault("it is not a JSON object"));
+            }
+            serde_json::from_str(raw.get()).map_err(|e| fault(json_error_category(&e)))
         })
         .transpose()
     }
@@ -80,8 +86,18 @@ pub enum Undecodable {
     WithUid { uid: String, reason: String },
 }
 
+/// Whether `json` is an object (serde's derived structs take arrays too).
+fn is_object(json: &[u8]) -> bool {
+    json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
 /// Decodes the envelope of an AdmissionReview body.
 pub fn decode(body: &[u8]) -> Result<Request<'_>, Undecodable> {
+    if !is_object(body) {
+        return Err(Undecodable::NoUid(
+            "the AdmissionReview could not be decoded: it is not a JSON object".into(),
+        ));
+    }
     match serde_json::from_slice::<Review<'_>>(body) {
         Ok(review) => {
             let Some(request) = review.request else {
@@ -137,14 +153,19 @@ pub fn decode(body: &[u8]) -> Result<Request<'_>, Undecodable> {
     }
 }
 
-/// A JSON error without the input it quotes: category and position only.
-pub fn describe_json_error(error: &serde_json::Error) -> String {
-    let what = match error.classify() {
+/// What kind of fault a JSON error is, in words.
+fn json_error_category(error: &serde_json::Error) -> &'static str {
+    match error.classify() {
         serde_json::error::Category::Io => "read error",
         serde_json::error::Category::Syntax => "malformed JSON",
         serde_json::error::Category::Eof => "truncated JSON",
         serde_json::error::Category::Data => "a field is missing or has the wrong type",
-    };
+    }
+}
+
+/// A JSON error without the input it quotes: category and position only.
+pub fn describe_json_error(error: &serde_json::Error) -> String {
+    let what = json_error_category(error);
     if error.line() == 0 {
         what.to_owned()
     } else {
@@ -207,17 +228,18 @@ impl Answer {
         answer
     }
 
-    /// Allowed with `ops`. (Written whole, then encoded in one call: serde's
-    /// many small writes through a base64 writer cost more than both.)
-    pub fn with_patch(
-        mut self,
+    /// Adds the patch made of `ops`. (Written whole, then encoded in one
+    /// call: serde's many small writes through a base64 writer cost more than
+    /// both.)
+    pub fn set_patch(
+        &mut self,
         ops: &[json_patch::PatchOperation],
-    ) -> Result<Self, serde_json::Error> {
+    ) -> Result<(), serde_json::Error> {
         use base64::Engine as _;
         let json = serde_json::to_vec(ops)?;
         self.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
         self.patch_type = Some("JSONPatch");
-        Ok(self)
+        Ok(())
     }
 }
 

@@ -39,11 +39,70 @@ pub const FAILURES_BEFORE_UNSYNCED: u32 = 3;
 /// The readiness gate the watches hold closed until every source has synced.
 pub const GATE: &str = "cluster state";
 
-/// Workloads per page of a (re)list. Each object is reduced to its references
-/// as it comes, so at most one page of tenants' whole objects is in memory at
-/// once, however many they store (the e2e test `stored_workloads` measures
-/// the peak with 30 MB of them).
+/// Workloads per page of a (re)list, where the API server does not stream
+/// initial events (see [`initial_events`]). Each object is reduced to its
+/// references as it comes, so at most one page of tenants' whole objects is in
+/// memory at once, however many they store (the e2e test `stored_workloads`
+/// measures the peak with 30 MB of them).
 pub const WORKLOAD_PAGE: u32 = 20;
+
+/// Objects per page of a (re)list of metadata (Namespaces, Secrets), where the
+/// API server does not stream initial events: kube-runtime's default.
+const METADATA_PAGE: u32 = 500;
+
+/// A watch of `api` whose initial state, and every relist, arrives as a
+/// stream of events (`sendInitialEvents`: served from the API server's cache,
+/// on by default since Kubernetes 1.34): no pages to wait for, and one object
+/// in memory at a time. With 100,000 pods, pages of [`WORKLOAD_PAGE`] took
+/// minutes. A server that refuses it (the WatchList feature off, as by
+/// default in 1.33: 422 or 400) is listed in pages of `page` objects instead,
+/// for as long as the process lives.
+pub fn initial_events<K>(
+    api: Api<K>,
+    page: u32,
+) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    struct Watch<K> {
+        api: Api<K>,
+        page: u32,
+        streaming: bool,
+        events: futures::stream::BoxStream<'static, Result<Event<K>, watcher::Error>>,
+    }
+    let events = watcher(api.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let start = Watch {
+        api,
+        page,
+        streaming: true,
+        events,
+    };
+    futures::stream::unfold(start, |mut watch| async move {
+        loop {
+            match watch.events.next().await {
+                Some(Err(error)) if watch.streaming && refuses_streaming(&error) => {
+                    warn!(%error, "the API server does not stream initial events (WatchList); listing in pages instead");
+                    watch.streaming = false;
+                    let paged = watcher::Config::default().page_size(watch.page);
+                    watch.events = watcher(watch.api.clone(), paged).boxed();
+                }
+                Some(item) => return Some((item, watch)),
+                None => return None,
+            }
+        }
+    })
+}
+
+/// Whether the API server refused a watch with `sendInitialEvents`.
+fn refuses_streaming(error: &watcher::Error) -> bool {
+    let code = match error {
+        watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::InitialListFailed(kube::Error::Api(status)) => status.code,
+        watcher::Error::WatchError(status) => status.code,
+        _ => return false,
+    };
+    code == 422 || code == 400
+}
 
 /// An object's identity in a relist: (namespace, name); `""` for cluster-scoped objects.
 pub type Key = (String, String);
@@ -193,9 +252,9 @@ pub async fn run(
     let mut all: Vec<futures::future::BoxFuture<'static, &'static str>> = Vec::new();
     {
         let writer = writer.clone();
-        let stream = watcher(
+        let stream = initial_events(
             Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-            watcher::Config::default(),
+            METADATA_PAGE,
         )
         .default_backoff();
         all.push(Box::pin(async move {
@@ -204,9 +263,9 @@ pub async fn run(
     }
     {
         let writer = writer.clone();
-        let stream = watcher(
+        let stream = initial_events(
             Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-            watcher::Config::default(),
+            METADATA_PAGE,
         )
         .default_backoff();
         let secrets = Secrets {
@@ -238,8 +297,7 @@ struct WatchKind {
 impl KindVisitor for WatchKind {
     type Output = futures::future::BoxFuture<'static, &'static str>;
     fn visit<K: Workload>(self) -> Self::Output {
-        let config = watcher::Config::default().page_size(WORKLOAD_PAGE);
-        let stream = watcher(Api::<K>::all(self.client), config).default_backoff();
+        let stream = initial_events(Api::<K>::all(self.client), WORKLOAD_PAGE).default_backoff();
         Box::pin(async move {
             self.writer
                 .mirror(stream, Workloads::<K>(std::marker::PhantomData))
@@ -397,6 +455,58 @@ impl<K: Workload> Mirror for Workloads<K> {
 
 #[cfg(test)]
 mod tests {
+
+    /// A server without WatchList (422 to `sendInitialEvents`) is listed in
+    /// pages instead, and the watch syncs all the same.
+    #[tokio::test]
+    async fn a_server_that_does_not_stream_initial_events_is_listed() {
+        use serde_json::json;
+        let service = tower::service_fn(|req: http::Request<kube::client::Body>| async move {
+            let query = req.uri().query().unwrap_or_default().to_owned();
+            let (status, body) = if query.contains("sendInitialEvents=true") {
+                (
+                    422,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid",
+                           "message": "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled", "code": 422}),
+                )
+            } else if query.contains("watch=true") {
+                (200, json!(null))
+            } else {
+                assert!(query.contains("limit=7"), "{query}");
+                (
+                    200,
+                    json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {"resourceVersion": "5"},
+                           "items": [{"metadata": {"name": "team-a", "resourceVersion": "4"}}]}),
+                )
+            };
+            let body = if body.is_null() {
+                String::new()
+            } else {
+                body.to_string()
+            };
+            Ok::<_, std::convert::Infallible>(
+                http::Response::builder()
+                    .status(status)
+                    .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
+                    .unwrap(),
+            )
+        });
+        let client = Client::new(service, "default");
+        let events: Vec<_> = initial_events(Api::<Namespace>::all(client), 7)
+            .take(3)
+            .collect()
+            .await;
+        let names: Vec<String> = events
+            .into_iter()
+            .map(|e| match e.expect("no error reaches the mirror") {
+                Event::Init => "init".into(),
+                Event::InitApply(ns) => ns.name_any(),
+                Event::InitDone => "done".into(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(names, ["init", "team-a", "done"]);
+    }
     use super::*;
     use k8s_openapi::api::core::v1::Pod;
 
