@@ -93,12 +93,10 @@ fn is_object(json: &[u8]) -> bool {
 
 /// Decodes the envelope of an AdmissionReview body.
 pub fn decode(body: &[u8]) -> Result<Request<'_>, Undecodable> {
-    if !is_object(body) {
-        return Err(Undecodable::NoUid(
-            "the AdmissionReview could not be decoded: it is not a JSON object".into(),
-        ));
-    }
     match serde_json::from_slice::<Review<'_>>(body) {
+        Ok(_) if !is_object(body) => Err(Undecodable::NoUid(
+            "the AdmissionReview could not be decoded: it is not a JSON object".into(),
+        )),
         Ok(review) => {
             let Some(request) = review.request else {
                 return Err(Undecodable::NoUid(

@@ -136,12 +136,11 @@ pub fn credential(
         // Secrets come by name, so the first one that qualifies is the smallest name.
         let found = index
             .secrets_named(&ns, name)
-            .find(|(secret, info)| in_scope(index, &ns, &scope, secret, info))
-            .map(|(secret, info)| (secret.to_owned(), info.clone()));
+            .find(|(secret, info)| in_scope(index, &ns, &scope, secret, info));
         if let Some((secret, info)) = found {
             return match scope {
-                Scope::Project => resolved(index, namespace, &secret, &info),
-                _ => via_copy(index, settings, namespace, &secret, &info),
+                Scope::Project => resolved(index, namespace, secret, info),
+                _ => via_copy(index, settings, namespace, secret, info),
             };
         }
     }
