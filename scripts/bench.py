@@ -16,7 +16,8 @@
    /validate (a docker-registry Secret), with oha over TLS keep-alive, 50
    connections, alternating A B A B.
 3. /mutate at a fixed 1,000 req/s: p99 and p99.9.
-4. Scale: the local apiserver filled with namespaces, credential Secrets and
+4. Scale (also alone with BENCH_ONLY=scale, into target/bench/scale.json):
+   the local apiserver filled with namespaces, credential Secrets and
    pods; credgate's time to /readyz, RSS after sync, decision p99 vs empty.
    The default (2,000 namespaces) keeps `make bench` near 20 minutes; issue
    19's at-scale figure is BENCH_SCALE=10000,5,10 (longer).
@@ -45,6 +46,7 @@ PAIRS = int(os.environ.get("BENCH_PAIRS", "3"))
 NAMESPACES, SECRETS_PER_NS, PODS_PER_NS = (int(x) for x in os.environ.get("BENCH_SCALE", "2000,5,10").split(","))
 CONNECTIONS = 50
 CLUSTER = OUT / "cluster"
+SCALE_ONLY = os.environ.get("BENCH_ONLY") == "scale"
 # kube-apiserver serves /debug/pprof for the profiles of the peers step.
 ENV = dict(os.environ, CREDGATE_DEV_STATE=str(CLUSTER), CREDGATE_BIN=str(REPO / "target/release/credgate"),
            CREDGATE_APISERVER_PROFILING="true")
@@ -577,14 +579,15 @@ def main():
     try:
         db = fixtures(kubectl)
         sh(REPO / "target/release/credgate", "--log-level", "warn", "certs", "--out", OUT / "certs", "--dns", "localhost", "--ip", "127.0.0.1")
-        log(f"peers: no webhook / null webhook / credgate, {PAIRS} rounds, 1 and 20 clients")
-        wait_quiet()
-        p = Peers(kubectl)
-        results["peers"] = peers(kubectl, p)
-        if os.environ.get("BENCH_PROFILE", "1") != "0":
-            results["apiserver_profiles"] = apiserver_profiles(kubectl, p)
-            results["patch_forms"] = patch_forms()
-        p.close()
+        if not SCALE_ONLY:
+            log(f"peers: no webhook / null webhook / credgate, {PAIRS} rounds, 1 and 20 clients")
+            wait_quiet()
+            p = Peers(kubectl)
+            results["peers"] = peers(kubectl, p)
+            if os.environ.get("BENCH_PROFILE", "1") != "0":
+                results["apiserver_profiles"] = apiserver_profiles(kubectl, p)
+                results["patch_forms"] = patch_forms()
+            p.close()
         port, admin, base_port = free_port(), free_port(), free_port()
         credgate, ready = start_credgate(kubeconfig, port, admin)
         bodies = OUT / "bodies"
@@ -610,24 +613,8 @@ def main():
         assert delete_answer["response"]["allowed"] is False, delete_answer
         (OUT / "canned-answer.json").write_bytes(answer)
         results["answer_bytes"] = len(answer)
-        baseline = start("baseline", [REPO / "target/release/examples/null_webhook", f"127.0.0.1:{base_port}",
-                                      OUT / "certs/tls.crt", OUT / "certs/tls.key", OUT / "canned-answer.json"])
-        wait_until("baseline", 30, lambda: post(f"https://127.0.0.1:{base_port}/", b"{}") == answer)
-
-        log(f"ceiling: {PAIRS} pairs x 2 endpoints x 2 runs x {SECS}s")
-        runs = {"mutate": [], "validate": []}
-        for i in range(PAIRS):
-            for endpoint in ("mutate", "validate"):
-                body = bodies / f"{endpoint}.json"
-                a = oha(f"https://127.0.0.1:{base_port}/", body, SECS)
-                b = oha(f"https://127.0.0.1:{port}/{endpoint}", body, SECS)
-                runs[endpoint].append({"baseline": a, "credgate": b, "ratio": round(b["rps"] / a["rps"], 3)})
-                log(f"pair {i + 1} {endpoint}: baseline {a['rps']} req/s, credgate {b['rps']} req/s, ratio {b['rps'] / a['rps']:.3f}")
-        stop(baseline)
-        results["ceiling"] = {e: {"runs": r, "median_ratio": statistics.median(x["ratio"] for x in r)} for e, r in runs.items()}
-
-        log("fixed rate: /mutate at 1000 req/s")
-        results["fixed_rate_mutate_1000"] = oha(f"https://127.0.0.1:{port}/mutate", bodies / "mutate.json", SECS, rate=1000)
+        if not SCALE_ONLY:
+            ceiling(results, bodies, port, base_port, answer)
 
         decision_bodies = {"mutate": ("mutate", bodies / "mutate.json"), "delete_in_use": ("validate", bodies / "delete.json"),
                            "delete_cluster_scope": ("validate", bodies / "delete-cluster.json")}
@@ -655,6 +642,10 @@ def main():
             stop(p)
         sh(REPO / "scripts/dev-cluster", "down")
 
+    if SCALE_ONLY:
+        (OUT / "scale.json").write_text(json.dumps(results, indent=2))
+        print(json.dumps(results["scale"], indent=2))
+        return
     log("criterion micro-benchmarks")
     crit = subprocess.run(["cargo", "bench", "--bench", "decisions", "--", "--noplot"], cwd=REPO, capture_output=True, text=True)
     results["criterion"] = [l.strip() for l in crit.stdout.splitlines() if "time:" in l or (l and not l.startswith(" ") and "/" in l)]
@@ -662,6 +653,28 @@ def main():
     text = table(results)
     (OUT / "results.txt").write_text(text)
     print(text)
+
+
+def ceiling(results, bodies, port, base_port, answer):
+    """The ceiling against the canned-answer baseline, and /mutate at a fixed rate."""
+    baseline = start("baseline", [REPO / "target/release/examples/null_webhook", f"127.0.0.1:{base_port}",
+                                  OUT / "certs/tls.crt", OUT / "certs/tls.key", OUT / "canned-answer.json"])
+    wait_until("baseline", 30, lambda: post(f"https://127.0.0.1:{base_port}/", b"{}") == answer)
+
+    log(f"ceiling: {PAIRS} pairs x 2 endpoints x 2 runs x {SECS}s")
+    runs = {"mutate": [], "validate": []}
+    for i in range(PAIRS):
+        for endpoint in ("mutate", "validate"):
+            body = bodies / f"{endpoint}.json"
+            a = oha(f"https://127.0.0.1:{base_port}/", body, SECS)
+            b = oha(f"https://127.0.0.1:{port}/{endpoint}", body, SECS)
+            runs[endpoint].append({"baseline": a, "credgate": b, "ratio": round(b["rps"] / a["rps"], 3)})
+            log(f"pair {i + 1} {endpoint}: baseline {a['rps']} req/s, credgate {b['rps']} req/s, ratio {b['rps'] / a['rps']:.3f}")
+    stop(baseline)
+    results["ceiling"] = {e: {"runs": r, "median_ratio": statistics.median(x["ratio"] for x in r)} for e, r in runs.items()}
+
+    log("fixed rate: /mutate at 1000 req/s")
+    results["fixed_rate_mutate_1000"] = oha(f"https://127.0.0.1:{port}/mutate", bodies / "mutate.json", SECS, rate=1000)
 
 
 def table(r):
