@@ -20,6 +20,8 @@ use crate::args::{CertMode, ServeArgs};
 use crate::policy::Settings;
 use crate::server::Server;
 use crate::server::metrics::Metrics;
+use crate::state::access::SecretAccess;
+use crate::state::connections::WatchClients;
 use crate::state::health::Health;
 use crate::state::watch::{self, Writer};
 
@@ -28,6 +30,9 @@ pub const TASKS_GATE: &str = "background tasks";
 
 /// Queued claim releases; past this the watch drops one (a stale claim is taken over later).
 const CLAIM_RELEASE_QUEUE: usize = 1024;
+
+/// Queued copy changes for the controller; past this it looks at every source instead.
+const COPY_CHANGE_QUEUE: usize = 1024;
 
 /// Time the controller gets to hand back the leader Lease at shutdown.
 const LEASE_RELEASE_TIME: Duration = Duration::from_secs(5);
@@ -58,9 +63,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     };
     let metrics = Arc::new(Metrics::default());
-    let client = kube::Client::try_default().await.context(
+    let config = kube::Config::infer().await.context(
         "no Kubernetes API to watch: run in a cluster, or set KUBECONFIG (scripts/dev-cluster env prints one)",
     )?;
+    let client = kube::Client::try_from(config.clone())
+        .context("the Kubernetes API configuration cannot be used")?;
     let certificates = (args.builtin_certs.cert_mode == CertMode::Builtin).then(|| {
         let options = args.builtin_certs.options(&args.server);
         if let Some(dir) = options.cert_file.parent() {
@@ -81,15 +88,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let (namespaces_changed, on_namespaces) = tokio::sync::watch::channel(0u64);
     let (claim_releases, released) = tokio::sync::mpsc::channel(CLAIM_RELEASE_QUEUE);
+    let (copy_changes, changed_copies) = tokio::sync::mpsc::channel(COPY_CHANGE_QUEUE);
     tasks.spawn(watch::run(
         client.clone(),
+        WatchClients::http2(config),
         Writer {
             index: index.clone(),
             health: health.clone(),
         },
+        SecretAccess::of(&settings.controller_identity),
         args.policy.credentials_namespace.clone(),
-        namespaces_changed,
-        claim_releases,
+        watch::Outlets {
+            namespaces_changed,
+            claim_releases,
+            copy_changes,
+        },
     ));
     {
         let client = client.clone();
@@ -111,6 +124,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 settings,
                 lease_namespace,
                 on_namespaces,
+                Arc::new(tokio::sync::Mutex::new(changed_copies)),
                 stop,
             )
             .await;

@@ -640,9 +640,13 @@ fn restart_and_unsynced(c: &Cluster) {
 
 /// Issue 16: deleting a project namespace that holds 800 credentials, one in
 /// use by a pod, completes in under 60 s: in a namespace being deleted, a
-/// credential DELETE is allowed at once, with no rule and no API call.
+/// credential DELETE is allowed at once, with no rule and no API call. As
+/// shipped: each credential has the in-use finalizer, which credgate removes
+/// through its RoleBinding there, which stays until then (its finalizer).
 fn namespace_deletion(c: &Cluster) {
     const CREDENTIALS: usize = 800;
+    c.stop_credgate();
+    c.start_credgate_with(&[("CREDGATE_IN_USE_FINALIZER", "true")]);
     let ns = c.namespace("bulk", &[("runai/queue", "bulk")]);
     let all: String = (0..CREDENTIALS)
         .map(|i| format!("---\n{}", generic(&ns, &format!("cred-{i}"), "", "")))
@@ -675,7 +679,7 @@ fn namespace_deletion(c: &Cluster) {
     );
     let took = started.elapsed();
     println!(
-        "a project namespace with {CREDENTIALS} credentials (one in use by a pod) was deleted in {took:?}"
+        "a project namespace with {CREDENTIALS} credentials (one in use by a pod, each with the in-use finalizer) was deleted in {took:?}"
     );
     cluster::report(
         "namespace_deletion",

@@ -392,10 +392,30 @@ fn least_privilege(c: &Cluster) {
     assert_eq!(whoami["status"]["userInfo"]["username"], SA);
 
     for needed in [
-        &["list", "secrets", "-A"][..],
-        &["create", "subjectaccessreviews.authorization.k8s.io"],
-        &["create", "secrets", "-n", "team-x"],
-        &["delete", "secrets", "-n", "team-x"],
+        &["create", "subjectaccessreviews.authorization.k8s.io"][..],
+        &[
+            "create",
+            "rolebindings.rbac.authorization.k8s.io",
+            "-n",
+            "team-x",
+        ],
+        &[
+            "get",
+            "rolebindings.rbac.authorization.k8s.io",
+            "-n",
+            "team-x",
+        ],
+        &[
+            "patch",
+            "rolebindings.rbac.authorization.k8s.io",
+            "-n",
+            "team-x",
+        ],
+        &[
+            "bind",
+            "clusterroles.rbac.authorization.k8s.io/credgate-project-secrets",
+        ],
+        &["get", "secrets", "-n", "credgate-system"],
         &["watch", "namespaces"],
         &["watch", "pods", "-A"],
         &["list", "cronjobs.batch", "-A"],
@@ -417,7 +437,25 @@ fn least_privilege(c: &Cluster) {
         assert!(can(c, needed), "credgate needs: {needed:?}");
     }
     for refused in [
-        &["create", "pods", "-n", "team-x"][..],
+        // No Secret outside the namespaces it binds itself in (below).
+        &["get", "secrets", "-n", "kube-system"][..],
+        &["list", "secrets", "-n", "kube-system"],
+        &["watch", "secrets", "-n", "kube-system"],
+        &["create", "secrets", "-n", "kube-system"],
+        &["delete", "secrets", "-n", "default"],
+        &["list", "secrets", "-A"],
+        &["get", "secrets", "-n", "team-x"],
+        // Only its own ClusterRole to bind, and no other RBAC write.
+        &["bind", "clusterroles.rbac.authorization.k8s.io/admin"],
+        &["escalate", "clusterroles.rbac.authorization.k8s.io"],
+        &["create", "roles.rbac.authorization.k8s.io", "-n", "team-x"],
+        &[
+            "update",
+            "rolebindings.rbac.authorization.k8s.io",
+            "-n",
+            "team-x",
+        ],
+        &["create", "pods", "-n", "team-x"],
         &["get", "pods", "-n", "team-x"],
         &["update", "deployments.apps", "-n", "team-x"],
         &["delete", "namespaces"],
@@ -471,10 +509,66 @@ fn least_privilege(c: &Cluster) {
         );
     }
 
-    // Secrets: RBAC must grant them cluster-wide (copies go into project
-    // namespaces as they appear), so the ValidatingAdmissionPolicy
-    // credgate-secret-writes (applied by the dev cluster from manifests/base)
-    // refuses credgate's writes anywhere else, such as kube-system.
+    // Secrets: credgate binds credgate-project-secrets to itself in each
+    // project namespace and the credentials namespace as they appear, and the
+    // ValidatingAdmissionPolicy credgate-secret-access (applied by the dev
+    // cluster from manifests/base) refuses any other RoleBinding it would write.
+    let bind_for = |ns: &str, name: &str, role: &str, subject: &str| {
+        c.kubectl(
+            &[
+                "create",
+                "rolebinding",
+                name,
+                &format!("--clusterrole={role}"),
+                &format!("--serviceaccount={subject}"),
+                "-n",
+                ns,
+                "--dry-run=server",
+                "--as",
+                SA,
+            ],
+            None,
+        )
+    };
+    let bind =
+        |ns: &str, name: &str, role: &str| bind_for(ns, name, role, "credgate-system:credgate");
+    for ns in ["kube-system", "kube-node-lease", "default"] {
+        let out = bind(ns, "credgate-secrets", "credgate-project-secrets");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && err.contains("credgate may only bind credgate-project-secrets"),
+            "credgate binding itself in {ns}: {err}"
+        );
+    }
+    let project = c.namespace("writes", &[("runai/queue", "writes")]);
+    for (name, role, refusal) in [
+        (
+            "other",
+            "credgate-project-secrets",
+            "credgate may only bind",
+        ),
+        ("credgate-secrets", "admin", "forbidden"),
+    ] {
+        let out = bind(&project, name, role);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(refusal),
+            "credgate binding {role} as {name}: {err}"
+        );
+    }
+    // ...and only to itself.
+    let out = bind_for(
+        &project,
+        "credgate-secrets",
+        "credgate-project-secrets",
+        &format!("{project}:default"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("credgate may only bind"),
+        "credgate binding its role to another ServiceAccount: {err}"
+    );
     let probe = |ns: &str| {
         c.kubectl(
             &[
@@ -496,13 +590,18 @@ fn least_privilege(c: &Cluster) {
         let out = probe(ns);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            !out.status.success()
-                && err.contains("credgate writes Secrets only in project namespaces"),
+            !out.status.success() && err.contains("forbidden"),
             "a Secret write by credgate in {ns}: {err}"
         );
     }
-    let project = c.namespace("writes", &[("runai/queue", "writes")]);
     let _ = c.kubectl(&["create", "namespace", "runai"], None);
+    for ns in [project.as_str(), "runai"] {
+        cluster::eventually(30, &format!("credgate binds itself in {ns}"), || {
+            can(c, &["watch", "secrets", "-n", ns])
+        });
+        let binding = c.kubectl_json(&["get", "rolebinding", "credgate-secrets", "-n", ns]);
+        assert_eq!(binding["roleRef"]["name"], "credgate-project-secrets");
+    }
     for ns in [project.as_str(), "runai", "credgate-system"] {
         let out = probe(ns);
         assert!(
@@ -511,6 +610,12 @@ fn least_privilege(c: &Cluster) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // A namespace that stops being a project (holding nothing of credgate's)
+    // loses the binding.
+    c.kubectl_ok(&["label", "namespace", &project, "runai/queue-"], None);
+    cluster::eventually(30, &format!("credgate unbinds itself in {project}"), || {
+        !can(c, &["watch", "secrets", "-n", &project])
+    });
 }
 
 /// Starts credgate again however the test ends.

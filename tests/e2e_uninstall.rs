@@ -82,6 +82,10 @@ fn uninstall(c: &Cluster) {
         ],
         None,
     );
+    // credgate bound itself to read Secrets where it copied and watches.
+    for ns in [project.as_str(), "runai"] {
+        c.kubectl_ok(&["get", "rolebinding", "credgate-secrets", "-n", ns], None);
+    }
     c.stop_credgate();
     let done = credgate(c, &["uninstall", "--yes", "--scale-down=credgate"]);
     let out = String::from_utf8_lossy(&done.stdout);
@@ -118,6 +122,16 @@ fn uninstall(c: &Cluster) {
         credential["metadata"]["annotations"]["run.ai/status"].is_null(),
         "{credential}"
     );
+    // The RoleBindings through which credgate read Secrets go too.
+    assert!(out.contains("RoleBindings deleted"), "{out}");
+    let bindings = c.kubectl_json(&[
+        "get",
+        "rolebindings",
+        "-A",
+        "-l",
+        "credgate.run.ai/secret-access=true",
+    ]);
+    assert_eq!(bindings["items"], json!([]), "{bindings}");
     let stand_in = c.kubectl_json(&["get", "deployment", "credgate", "-n", "credgate-system"]);
     assert_eq!(stand_in["spec"]["replicas"], 0, "{stand_in}");
     assert!(

@@ -27,6 +27,11 @@ mod workload;
 pub use review::describe_json_error;
 use review::{Answer, Request, Undecodable, decode, encode};
 
+/// How long a decision waits for the Secret watch of a namespace that just
+/// became a project (see [`Admission::await_secrets`]); with the pod wait,
+/// inside the webhooks' 5 s timeout.
+const SECRETS_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// The webhook endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endpoint {
@@ -132,6 +137,19 @@ impl Admission {
         }
     }
 
+    /// A namespace that just became a project has its Secret watch started
+    /// moments later: a decision about it waits for that watch to list (at
+    /// most [`SECRETS_WAIT`]) rather than deny. At once when it has.
+    async fn await_secrets(&self, namespace: &str) {
+        let until = std::time::Instant::now() + SECRETS_WAIT;
+        let ready = |index: &Index| {
+            crate::policy::validate::secrets_not_synced(&self.settings, index, namespace)
+                .is_none()
+                .then_some(())
+        };
+        let _ = self.await_snapshot(until, ready).await;
+    }
+
     /// Answers one AdmissionReview body.
     pub async fn review(&self, endpoint: Endpoint, body: &[u8]) -> Outcome {
         let req = match decode(body) {
@@ -208,7 +226,12 @@ impl Admission {
         endpoint: Endpoint,
         req: &Request<'_>,
     ) -> (Verdict, Vec<PatchOperation>) {
-        match (endpoint, Route::of(req)) {
+        let route = Route::of(req);
+        if route.is_some() {
+            self.await_secrets(req.namespace.as_deref().unwrap_or_default())
+                .await;
+        }
+        match (endpoint, route) {
             (_, Some(Route::Secret)) => self.secret(endpoint, req).await,
             (Endpoint::Mutate, Some(Route::Pod)) => self.pod(req).await,
             (Endpoint::Validate, Some(Route::Workload(kind))) => {

@@ -61,7 +61,7 @@ impl Admission {
         };
         let plan = {
             let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-            validate::synced(&index)
+            validate::synced(&self.settings, &index, namespace)
                 .and_then(|()| mutate::pod_plan(&self.settings, &index, namespace, &requests, spec))
         };
         let mutation = match plan {

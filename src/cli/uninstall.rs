@@ -4,6 +4,8 @@
 //! 1. the webhook configurations (so nothing is refused or waits for credgate);
 //! 2. every managed copy;
 //! 3. credgate's finalizer, its status annotations and its existing-secret claims;
+//! 4. the RoleBindings through which credgate read Secrets, one per namespace
+//!    (see [`crate::state::access`]);
 //!
 //! After it, deleting a credential or the credentials namespace completes at once.
 
@@ -12,6 +14,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::ResourceExt as _;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
@@ -19,6 +22,7 @@ use super::{CliError, ClusterArgs, Connection};
 use crate::admission::claims::CLAIM_LABEL;
 use crate::model::copy::{MANAGED_LABEL, is_copy_of};
 use crate::model::credential::{COPIES_FINALIZER, IN_USE_FINALIZER, annotation};
+use crate::state::access::{BINDING, BINDING_LABEL};
 
 #[derive(Debug, clap::Args)]
 pub struct UninstallArgs {
@@ -44,7 +48,7 @@ impl UninstallArgs {
     pub async fn run(self) -> Result<(), CliError> {
         let conn = self.cluster.connect().await?;
         let plan = format!(
-            "credgate uninstall will, on cluster {}:\n  1. delete the webhook configurations {}\n  2. delete every managed copy (Secrets labelled {MANAGED_LABEL}=true)\n  3. remove the finalizers {COPIES_FINALIZER} and {IN_USE_FINALIZER}, run.ai/status and run.ai/status-message from credentials, and delete existing-secret claims\nThe credentials themselves stay.\n",
+            "credgate uninstall will, on cluster {}:\n  1. delete the webhook configurations {}\n  2. delete every managed copy (Secrets labelled {MANAGED_LABEL}=true)\n  3. remove the finalizers {COPIES_FINALIZER} and {IN_USE_FINALIZER}, run.ai/status and run.ai/status-message from credentials, and delete existing-secret claims\n  4. delete the RoleBindings that gave credgate access to Secrets (labelled {BINDING_LABEL}=true)\nThe credentials themselves stay.\n",
             conn.cluster,
             self.webhook_config.join(", ")
         );
@@ -192,9 +196,34 @@ async fn uninstall(
         )
         .map_err(|e| conn.error(format!("delete claim {credgate_namespace}/{name}"), e))?;
     }
+    // 4. credgate's access to Secrets, namespace by namespace.
+    let bindings: Api<RoleBinding> = Api::all(conn.client.clone());
+    let bindings = bindings
+        .list_metadata(&ListParams::default().labels(&format!("{BINDING_LABEL}=true")))
+        .await
+        .map_err(|e| conn.error("list credgate's RoleBindings", e))?;
+    let bindings: Vec<_> = bindings
+        .items
+        .iter()
+        .filter(|b| b.name_any() == BINDING)
+        .collect();
+    for binding in &bindings {
+        let (ns, name) = (binding.namespace().unwrap_or_default(), binding.name_any());
+        let api = Api::<RoleBinding>::namespaced(conn.client.clone(), &ns);
+        let release = serde_json::json!({"metadata": {"finalizers": null}});
+        gone(
+            api.patch_metadata(&name, &PatchParams::default(), &Patch::Merge(&release))
+                .await
+                .map(drop),
+        )
+        .map_err(|e| conn.error(format!("release RoleBinding {ns}/{name}"), e))?;
+        gone(api.delete(&name, &DeleteParams::default()).await.map(drop))
+            .map_err(|e| conn.error(format!("delete RoleBinding {ns}/{name}"), e))?;
+    }
     Ok(format!(
-        "uninstalled: webhook configurations {} removed; {deleted} managed copies deleted; {released} credentials released; {} claims deleted; the credentials stay",
+        "uninstalled: webhook configurations {} removed; {deleted} managed copies deleted; {released} credentials released; {} claims deleted; {} RoleBindings deleted; the credentials stay",
         configs.join(", "),
-        claims.items.len()
+        claims.items.len(),
+        bindings.len()
     ))
 }

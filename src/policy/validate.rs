@@ -42,7 +42,7 @@ pub fn secret(settings: &Settings, index: &Index, change: &Change<'_, Secret>) -
             if !meta.is_credential() {
                 return Ok(Allow::default());
             }
-            synced(index)?;
+            synced(settings, index, change.namespace)?;
             in_use(settings, index, index, &meta)
         }
         Operation::Create | Operation::Update => {
@@ -91,7 +91,7 @@ pub fn secret(settings: &Settings, index: &Index, change: &Change<'_, Secret>) -
                     .map_err(context)?,
                 None => created_by_is_requester(&meta, change.user).map_err(context)?,
             }
-            synced(index)?;
+            synced(settings, index, change.namespace)?;
             if let Some(old) = old {
                 renamed(index, &secret_meta(old, change.namespace), &meta, &scope)?;
             }
@@ -144,7 +144,7 @@ pub fn workload(
     // Data sources are checked when they are added or changed (ratcheting, as above).
     crate::policy::fetch::conflicts(template.get("spec"), &requests)
         .map_err(|e| Deny(format!("pod template: {e}")))?;
-    synced(index)?;
+    synced(settings, index, change.namespace)?;
     crate::policy::resolve::plan(settings, index, change.namespace, &requests, images)
         .map(|_| Allow::default())
         .map_err(|why| Deny(format!("pod template: {why}")))
@@ -211,13 +211,27 @@ fn managed_copy(
 }
 
 /// State-dependent rules answer only from a synced cache; otherwise they deny, retryably.
-pub fn synced(index: &Index) -> Result<(), Deny> {
-    match index.not_synced() {
-        None => Ok(()),
-        Some(what) => Err(Deny(format!(
-            "credgate's view of the cluster is not complete yet (waiting for: {what}), so it cannot check this safely; retry in a few seconds"
-        ))),
-    }
+/// About `namespace`, the cache must hold the Secrets of `namespace` and of
+/// the credentials namespace: no rule about one namespace reads the Secrets
+/// of a third (uniqueness is per scope, and the in-use rule reads workloads).
+pub fn synced(settings: &Settings, index: &Index, namespace: &str) -> Result<(), Deny> {
+    let Some(what) = index
+        .not_synced()
+        .or_else(|| secrets_not_synced(settings, index, namespace))
+    else {
+        return Ok(());
+    };
+    Err(Deny(format!(
+        "credgate's view of the cluster is not complete yet (waiting for: {what}), so it cannot check this safely; retry in a few seconds"
+    )))
+}
+
+/// Which namespace's Secrets a decision about `namespace` still waits for, and why.
+pub fn secrets_not_synced(settings: &Settings, index: &Index, namespace: &str) -> Option<String> {
+    let (ns, why) = [namespace, settings.credentials_namespace.as_str()]
+        .into_iter()
+        .find_map(|ns| Some((ns, index.secrets_not_synced_in(ns)?)))?;
+    Some(format!("the Secrets of namespace {ns} ({why})"))
 }
 
 /// Credentials live in project namespaces or in the credentials namespace.

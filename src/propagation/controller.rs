@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
 
-use crate::model::copy::{MANAGED_LABEL, SOURCE_ANNOTATION};
 use crate::model::credential::COPIES_FINALIZER as FINALIZER;
 use crate::model::credential::status::{DELETING, ISSUES, NO_ISSUES};
 use crate::model::credential::{Scope, annotation};
@@ -43,6 +42,11 @@ pub enum Error {
     InUse,
 }
 
+/// The sources of changed copies, from the index's watches (see
+/// [`crate::state::watch::Outlets::copy_changes`]); each leadership term's
+/// controller takes its turn at the one receiver.
+pub type CopyChanges = Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<(String, String)>>>;
+
 struct Ctx {
     client: Client,
     index: SharedIndex,
@@ -56,6 +60,7 @@ pub async fn run(
     settings: crate::policy::Settings,
     lease_namespace: String,
     namespaces_changed: tokio::sync::watch::Receiver<u64>,
+    copy_changes: CopyChanges,
     stop: tokio_util::sync::CancellationToken,
 ) {
     while !stop.is_cancelled() {
@@ -92,6 +97,7 @@ pub async fn run(
                 index.clone(),
                 settings.credentials_namespace.clone(),
                 namespaces_changed.clone(),
+                copy_changes.clone(),
             );
             let protection = async {
                 match settings.in_use_finalizer {
@@ -125,7 +131,24 @@ async fn controller(
     index: SharedIndex,
     credentials_namespace: String,
     namespaces_changed: tokio::sync::watch::Receiver<u64>,
+    copy_changes: CopyChanges,
 ) {
+    // credgate may read the credentials namespace once its own watch there
+    // has listed (see crate::state::access); before that, this watch would
+    // only meet 403s and back off.
+    let mut changes = index.read().unwrap_or_else(|e| e.into_inner()).subscribe();
+    loop {
+        let listed = index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .secrets_listed_in(&credentials_namespace);
+        if listed {
+            break;
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
     let sources: Api<PartialObjectMeta<Secret>> =
         Api::namespaced(client.clone(), &credentials_namespace);
     let controller = Controller::new(sources, watcher::Config::default());
@@ -140,22 +163,16 @@ async fn controller(
         index,
         credentials_namespace: credentials_namespace.clone(),
     });
+    // A copy that changed or went: its source puts it back. The copies come
+    // from the index's watches too (credgate reads Secrets only in the
+    // namespaces it watches, see crate::state::access).
+    let copy_sources = futures::stream::unfold(copy_changes, |rx| async move {
+        let (ns, name) = rx.lock().await.recv().await?;
+        Some((ObjectRef::new(&name).within(&ns), rx))
+    });
     controller
         .reconcile_all_on(namespace_ticks)
-        .watches(
-            Api::<PartialObjectMeta<Secret>>::all(client),
-            watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true")),
-            |copy| {
-                let source = copy
-                    .annotations()
-                    .get(SOURCE_ANNOTATION)
-                    .cloned()
-                    .unwrap_or_default();
-                source
-                    .split_once('/')
-                    .map(|(ns, name)| ObjectRef::new(name).within(ns))
-            },
-        )
+        .reconcile_on(copy_sources)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
@@ -272,8 +289,21 @@ impl Work {
         let uid = secret.uid().unwrap_or_default();
         set_status(api, &secret, DELETING, None).await?;
         let source = secret.name_any();
-        for (ns, copy) in copies::copies_of(&ctx.client, &uid, &source).await? {
-            copies::delete_copy(&ctx.client, &ns, &copy, &uid, &source).await?;
+        let copy = crate::model::copy::copy_name(&source);
+        // Where the index has copies of that name, and where the credential
+        // reaches but the index has not listed the Secrets yet; each is
+        // deleted only if it still is a copy of this credential (label,
+        // source uid and name together).
+        let namespaces: BTreeSet<&String> = {
+            let index = ctx.index.read().unwrap_or_else(|e| e.into_inner());
+            let unlisted = self
+                .targets
+                .iter()
+                .filter(|ns| !index.secrets_listed_in(ns));
+            self.existing.keys().chain(unlisted).collect()
+        };
+        for ns in namespaces {
+            copies::delete_copy(&ctx.client, ns, &copy, &uid, &source).await?;
         }
         info!(namespace = %secret.namespace().unwrap_or_default(), name = %secret.name_any(), "copies removed; credential released");
         Ok(Action::await_change())

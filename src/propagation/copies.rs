@@ -9,7 +9,7 @@
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, ResourceExt};
 use std::collections::BTreeMap;
 
@@ -202,25 +202,6 @@ impl Source {
             }
         }
     }
-}
-
-/// Namespaces holding a copy of the credential with `uid`.
-pub async fn copies_of(
-    client: &Client,
-    uid: &str,
-    source: &str,
-) -> Result<Vec<(String, String)>, kube::Error> {
-    let api: Api<Secret> = Api::all(client.clone());
-    let selector = format!("{MANAGED_LABEL}=true,{SOURCE_UID_LABEL}={uid}");
-    let list = api
-        .list_metadata(&ListParams::default().labels(&selector))
-        .await?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter(|s| is_copy_of(&s.metadata, uid, source))
-        .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
-        .collect())
 }
 
 /// Deletes one copy of the credential Secret `source` (only if it still is

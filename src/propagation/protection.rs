@@ -16,19 +16,18 @@
 //! name it are refused (it has a `deletionTimestamp`). In a namespace being
 //! deleted, the finalizer goes at once.
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::model::credential::IN_USE_FINALIZER;
 use crate::model::credential::status::DELETING;
-use crate::model::credential::{IN_USE_FINALIZER, label};
 use crate::policy::{Change, Deny, Operation, Settings, validate};
 use crate::state::{SharedIndex, live};
 
@@ -54,29 +53,88 @@ struct Ctx {
     settings: Settings,
 }
 
-/// Runs until the stream of credential Secrets ends (it does not).
+/// How often at most the index is scanned for credentials being deleted.
+const SCAN_EVERY: Duration = Duration::from_secs(1);
+/// How often it is scanned when nothing rings.
+const SCAN_AT_LEAST: Duration = Duration::from_secs(30);
+
+/// Runs until cancelled. The credentials being deleted come from the index
+/// (credgate reads Secrets only in the namespaces it watches, see
+/// [`crate::state::access`]); each is followed by its own task, which reads
+/// it again from the API server before every step.
 pub async fn controller(client: Client, index: SharedIndex, settings: Settings) {
-    let credentials: Api<PartialObjectMeta<Secret>> = Api::all(client.clone());
     let ctx = Arc::new(Ctx {
         client,
         index,
         settings,
     });
-    Controller::new(
-        credentials,
-        watcher::Config::default().labels(label::RESOURCE),
-    )
-    .run(reconcile, error_policy, ctx)
-    .for_each(|_| async {})
-    .await;
+    let mut changes = ctx
+        .index
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .subscribe();
+    // By uid: followed now, or followed to the end (a deleting object gains no finalizer).
+    let mut following: HashMap<tokio::task::Id, String> = HashMap::new();
+    let mut done: HashSet<String> = HashSet::new();
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    loop {
+        let deleting = ctx
+            .index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .deleting_credentials();
+        done.retain(|uid| deleting.iter().any(|(_, _, u)| u == uid));
+        for (namespace, name, uid) in deleting {
+            if done.contains(&uid) || following.values().any(|u| *u == uid) {
+                continue;
+            }
+            let task = tasks.spawn(follow(ctx.clone(), namespace, name, uid.clone()));
+            following.insert(task.id(), uid);
+        }
+        tokio::select! {
+            _ = changes.changed() => tokio::time::sleep(SCAN_EVERY).await,
+            Some(ended) = tasks.join_next_with_id() => {
+                let (id, finished) = match ended {
+                    Ok((id, ())) => (id, true),
+                    // A panic: followed again at the next scan.
+                    Err(error) => (error.id(), false),
+                };
+                if let Some(uid) = following.remove(&id)
+                    && finished
+                {
+                    done.insert(uid);
+                }
+            }
+            () = tokio::time::sleep(SCAN_AT_LEAST) => {}
+        }
+    }
 }
 
-fn error_policy(_: Arc<PartialObjectMeta<Secret>>, error: &Error, _: Arc<Ctx>) -> Action {
+/// Follows one credential being deleted until its in-use finalizer is gone (or it is).
+async fn follow(ctx: Arc<Ctx>, namespace: String, name: String, uid: String) {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    loop {
+        let wait = match api.get_metadata_opt(&name).await {
+            Ok(Some(secret)) if secret.uid().as_deref() == Some(uid.as_str()) => {
+                match reconcile(Arc::new(secret), ctx.clone()).await {
+                    Ok(None) => return,
+                    Ok(Some(wait)) => wait,
+                    Err(error) => error_policy(&error),
+                }
+            }
+            Ok(_) => return,
+            Err(error) => error_policy(&Error::Kube(error)),
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+fn error_policy(error: &Error) -> Duration {
     match error {
-        Error::NotSynced => Action::requeue(Duration::from_secs(1)),
+        Error::NotSynced => Duration::from_secs(1),
         Error::Kube(_) | Error::Live(_) => {
             warn!(%error, "in-use protection failed; retrying");
-            Action::requeue(RECHECK)
+            RECHECK
         }
     }
 }
@@ -105,7 +163,12 @@ fn next(protected: bool, age: Option<Duration>, namespace_terminating: bool) -> 
     }
 }
 
-async fn reconcile(secret: Arc<PartialObjectMeta<Secret>>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+/// One step for a credential being deleted: `None` when there is nothing
+/// more to do, else when to look again.
+async fn reconcile(
+    secret: Arc<PartialObjectMeta<Secret>>,
+    ctx: Arc<Ctx>,
+) -> Result<Option<Duration>, Error> {
     let namespace = secret.namespace().unwrap_or_default();
     let name = secret.name_any();
     let protected = secret.finalizers().iter().any(|f| f == IN_USE_FINALIZER);
@@ -123,13 +186,13 @@ async fn reconcile(secret: Arc<PartialObjectMeta<Secret>>, ctx: Arc<Ctx>) -> Res
     };
     let api: Api<PartialObjectMeta<Secret>> = Api::namespaced(ctx.client.clone(), &namespace);
     match next(protected, age, terminating) {
-        Next::Nothing => return Ok(Action::await_change()),
-        Next::Wait(left) => return Ok(Action::requeue(left)),
+        Next::Nothing => return Ok(None),
+        Next::Wait(left) => return Ok(Some(left)),
         Next::Release => {}
         Next::Check => {
             if let Err(Deny(why)) = in_use(&ctx, &secret, &namespace).await? {
                 set_deleting(&api, &secret, &why).await?;
-                return Ok(Action::requeue(RECHECK));
+                return Ok(Some(RECHECK));
             }
         }
     }
@@ -143,7 +206,7 @@ async fn reconcile(secret: Arc<PartialObjectMeta<Secret>>, ctx: Arc<Ctx>) -> Res
     api.patch_metadata(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
     info!(%namespace, %name, "no workload names the credential: in-use finalizer removed");
-    Ok(Action::await_change())
+    Ok(None)
 }
 
 /// The in-use rule of a DELETE, on the workloads the API server holds now

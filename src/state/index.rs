@@ -10,7 +10,7 @@
 //!
 //! Updates are O(references of the object); lookups never call the API.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::model::credential::{CredentialType, Meta, Scope, annotation};
 use crate::model::workload::{Reference, WorkloadKind};
@@ -222,6 +222,22 @@ pub struct Users {
     pub first: Vec<String>,
 }
 
+/// Where the Secret watch of one namespace is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum WatchState {
+    Unlisted,
+    Listed,
+    Failing(String),
+}
+
+/// The Secret watch of one namespace: its state, and its generation (a
+/// namespace dropped and watched again gets a new one, and a new watch).
+#[derive(Debug)]
+struct SecretWatch {
+    state: WatchState,
+    generation: u64,
+}
+
 /// The snapshot.
 #[derive(Debug, Default)]
 pub struct Index {
@@ -234,6 +250,18 @@ pub struct Index {
     workloads: HashMap<Sym, NamespaceWorkloads>,
     /// Sources whose first full list has not arrived, or whose watch is failing.
     not_synced: BTreeMap<String, String>,
+    /// Namespaces whose Secrets credgate watches (project namespaces, the
+    /// credentials namespace, and any that still hold a credential or a copy).
+    secret_watches: HashMap<String, SecretWatch>,
+    /// How many of `secret_watches` have not listed yet (readiness waits for them).
+    secret_watches_unlisted: usize,
+    /// The generation the next watch gets.
+    next_generation: u64,
+    /// Namespaces being deleted whose watch ended once they held nothing of
+    /// credgate's: not watched again.
+    released: HashSet<String>,
+    /// Managed copies per namespace.
+    copies_in: HashMap<String, usize>,
     /// Decisions the watches have not shown yet (see [`crate::state::recent`]).
     recent: std::sync::Mutex<Recent>,
     /// Rings after each change the watches make, for decisions waiting on one.
@@ -285,6 +313,125 @@ impl Index {
         }
     }
 
+    // ---- Secret watches, one per namespace ----
+
+    /// Starts tracking the Secret watch of `namespace` (not listed yet), with
+    /// a new generation; a no-op if tracked, or released.
+    pub fn watch_secrets_in(&mut self, namespace: &str) {
+        if self.secret_watches.contains_key(namespace) || self.released.contains(namespace) {
+            return;
+        }
+        self.next_generation += 1;
+        self.secret_watches.insert(
+            namespace.to_owned(),
+            SecretWatch {
+                state: WatchState::Unlisted,
+                generation: self.next_generation,
+            },
+        );
+        self.secret_watches_unlisted += 1;
+    }
+
+    /// The watch of generation `generation` of `namespace` listed everything
+    /// (`None`), or is failing (`Some`, why). Ignored from a watch that is no
+    /// longer the namespace's.
+    pub fn set_secret_watch(&mut self, namespace: &str, generation: u64, failing: Option<&str>) {
+        let Some(watch) = self
+            .secret_watches
+            .get_mut(namespace)
+            .filter(|w| w.generation == generation)
+        else {
+            return;
+        };
+        if watch.state == WatchState::Unlisted {
+            self.secret_watches_unlisted -= 1;
+        }
+        watch.state = match failing {
+            None => WatchState::Listed,
+            Some(why) => WatchState::Failing(why.to_owned()),
+        };
+    }
+
+    /// Stops tracking the Secret watch of `namespace`, and forgets its Secrets and copies.
+    pub fn unwatch_secrets_in(&mut self, namespace: &str) {
+        if let Some(watch) = self.secret_watches.remove(namespace)
+            && watch.state == WatchState::Unlisted
+        {
+            self.secret_watches_unlisted -= 1;
+        }
+        self.secrets.remove(namespace);
+        self.retain_copies_in(namespace, |_| false);
+    }
+
+    /// Stops watching the Secrets of `namespace` once its watch has listed,
+    /// it holds no credential or copy, and it is being deleted or is neither
+    /// a project namespace nor the credentials namespace; returns whether it did.
+    pub fn unwatch_secrets_if_idle(
+        &mut self,
+        namespace: &str,
+        credentials_namespace: &str,
+    ) -> bool {
+        let terminating = self.namespace(namespace).is_some_and(|n| n.terminating);
+        let idle = self.secrets_listed_in(namespace)
+            && !self.holds_secrets_in(namespace)
+            && (terminating
+                || (namespace != credentials_namespace && self.project_of(namespace).is_none()));
+        if idle {
+            self.unwatch_secrets_in(namespace);
+            if terminating {
+                self.released.insert(namespace.to_owned());
+            }
+        }
+        idle
+    }
+
+    /// The namespaces whose Secrets are watched, with their watch's generation.
+    pub fn secret_watches(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.secret_watches
+            .iter()
+            .map(|(ns, w)| (ns.as_str(), w.generation))
+    }
+
+    /// The generation of the Secret watch of `namespace`, if watched.
+    pub fn secret_watch_generation(&self, namespace: &str) -> Option<u64> {
+        self.secret_watches.get(namespace).map(|w| w.generation)
+    }
+
+    /// Whether the index holds a credential or a copy in `namespace`.
+    pub fn holds_secrets_in(&self, namespace: &str) -> bool {
+        self.secrets.contains_key(namespace) || self.copies_in.contains_key(namespace)
+    }
+
+    /// Whether the Secrets of `namespace` are watched and listed.
+    pub fn secrets_listed_in(&self, namespace: &str) -> bool {
+        self.secret_watches
+            .get(namespace)
+            .is_some_and(|w| w.state == WatchState::Listed)
+    }
+
+    /// Why the Secrets of `namespace` are not known yet; `None` when they
+    /// are (or when they are not watched: no credential can live there).
+    pub fn secrets_not_synced_in(&self, namespace: &str) -> Option<&str> {
+        match &self.secret_watches.get(namespace)?.state {
+            WatchState::Listed => None,
+            WatchState::Unlisted => Some("not listed yet"),
+            WatchState::Failing(why) => Some(why),
+        }
+    }
+
+    /// The source `secrets` counts as synced once the namespaces are listed and
+    /// every namespace they made watched has listed, or failed (at start;
+    /// afterwards a namespace's watch only holds back the decisions about that
+    /// namespace, and a failing one never holds back readiness).
+    pub fn settle_secrets(&mut self) {
+        if self.secret_watches_unlisted == 0
+            && !self.not_synced.contains_key("namespaces")
+            && self.not_synced.contains_key("secrets")
+        {
+            self.not_synced.remove("secrets");
+        }
+    }
+
     // ---- namespaces ----
 
     pub fn set_namespace(&mut self, name: &str, info: NamespaceInfo) {
@@ -293,6 +440,7 @@ impl Index {
 
     pub fn remove_namespace(&mut self, name: &str) {
         self.namespaces.remove(name);
+        self.released.remove(name);
     }
 
     /// Keeps only the namespaces `keep` accepts (after a full list).
@@ -363,6 +511,39 @@ impl Index {
             }
             !in_ns.by_name.is_empty()
         });
+    }
+
+    /// Keeps only the labelled Secrets of `namespace` that `keep` accepts, by name.
+    pub fn retain_secrets_in(&mut self, namespace: &str, mut keep: impl FnMut(&str) -> bool) {
+        let Some(in_ns) = self.secrets.get_mut(namespace) else {
+            return;
+        };
+        let gone: Vec<String> = in_ns
+            .by_name
+            .keys()
+            .filter(|name| !keep(name))
+            .cloned()
+            .collect();
+        for name in gone {
+            in_ns.remove(&name);
+        }
+        if in_ns.by_name.is_empty() {
+            self.secrets.remove(namespace);
+        }
+    }
+
+    /// Every credential being deleted, as (namespace, name, uid): O(labelled Secrets).
+    pub fn deleting_credentials(&self) -> Vec<(String, String, String)> {
+        self.secrets
+            .iter()
+            .flat_map(|(ns, in_ns)| {
+                in_ns
+                    .by_name
+                    .iter()
+                    .filter(|(_, info)| info.deleting)
+                    .map(move |(name, info)| (ns.clone(), name.clone(), info.uid.clone()))
+            })
+            .collect()
     }
 
     pub fn secret(&self, namespace: &str, name: &str) -> Option<&SecretInfo> {
@@ -437,19 +618,53 @@ impl Index {
     pub fn set_copy(&mut self, namespace: &str, name: &str, hash: Option<&str>) {
         match hash {
             Some(h) => {
-                self.copies
+                let new = self
+                    .copies
                     .entry(name.to_owned())
                     .or_default()
-                    .insert(namespace.to_owned(), h.to_owned());
-            }
-            None => {
-                if let Some(by_ns) = self.copies.get_mut(name) {
-                    by_ns.remove(namespace);
-                    if by_ns.is_empty() {
-                        self.copies.remove(name);
-                    }
+                    .insert(namespace.to_owned(), h.to_owned())
+                    .is_none();
+                if new {
+                    *self.copies_in.entry(namespace.to_owned()).or_default() += 1;
                 }
             }
+            None => {
+                let Some(by_ns) = self.copies.get_mut(name) else {
+                    return;
+                };
+                let removed = by_ns.remove(namespace).is_some();
+                if by_ns.is_empty() {
+                    self.copies.remove(name);
+                }
+                if removed {
+                    self.uncount_copy(namespace);
+                }
+            }
+        }
+    }
+
+    fn uncount_copy(&mut self, namespace: &str) {
+        if let Some(n) = self.copies_in.get_mut(namespace) {
+            *n -= 1;
+            if *n == 0 {
+                self.copies_in.remove(namespace);
+            }
+        }
+    }
+
+    /// Keeps only the copies of `namespace` that `keep` accepts, by name (after a full list).
+    pub fn retain_copies_in(&mut self, namespace: &str, mut keep: impl FnMut(&str) -> bool) {
+        if !self.copies_in.contains_key(namespace) {
+            return;
+        }
+        let gone: Vec<String> = self
+            .copies
+            .iter()
+            .filter(|(name, by_ns)| by_ns.contains_key(namespace) && !keep(name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            self.set_copy(namespace, &name, None);
         }
     }
 

@@ -24,12 +24,14 @@ use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Client, ResourceExt};
 use std::collections::HashSet;
 use std::sync::Arc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use crate::model::copy::{HASH_ANNOTATION, MANAGED_LABEL};
+use crate::model::copy::{HASH_ANNOTATION, MANAGED_LABEL, SOURCE_ANNOTATION};
 use crate::model::credential::{annotation, label, object_meta};
 use crate::model::workload::{KindVisitor, Workload, WorkloadKind, references, visit};
 use crate::state::SharedIndex;
+use crate::state::access::{self, SecretAccess};
+use crate::state::connections::{Slot, WatchClients};
 use crate::state::health::Health;
 use crate::state::index::{Index, NamespaceInfo, SecretInfo};
 
@@ -132,6 +134,16 @@ pub trait Mirror {
     fn delete(&mut self, index: &mut Index, object: Self::Object);
     /// After a complete list: drops whatever the index holds that it did not list.
     fn retain(&mut self, index: &mut Index, listed: &HashSet<Key>);
+    /// Marks the source synced after a complete list (by default, the
+    /// source's own entry of the index); returns whether to say so in the log.
+    fn synced(&self, index: &mut Index) -> bool {
+        index.mark_synced(self.source());
+        true
+    }
+    /// Marks the source not synced, and why.
+    fn unsynced(&self, index: &mut Index, why: &str) {
+        index.mark_unsynced(self.source(), why);
+    }
 }
 
 /// The generic watch → index step: applies one watch event through a
@@ -166,7 +178,7 @@ impl<M: Mirror> Reflector<M> {
                 let failures = self.failures;
                 warn!(source, %error, failures, "watch failed; retrying with backoff");
                 if failures == FAILURES_BEFORE_UNSYNCED {
-                    index.mark_unsynced(source, "watch failing");
+                    self.mirror.unsynced(index, "watch failing");
                 }
                 return;
             }
@@ -184,8 +196,9 @@ impl<M: Mirror> Reflector<M> {
             Event::InitDone => {
                 let listed = self.listed.take().unwrap_or_default();
                 self.mirror.retain(index, &listed);
-                index.mark_synced(source);
-                info!(source, "watch synced");
+                if self.mirror.synced(index) {
+                    info!(source, "watch synced");
+                }
             }
         }
     }
@@ -202,6 +215,7 @@ impl Writer {
     fn update<R>(&self, f: impl FnOnce(&mut Index) -> R) -> R {
         let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
         let result = f(&mut index);
+        index.settle_secrets();
         index.ring();
         match index.not_synced() {
             None => self.health.open(GATE),
@@ -235,19 +249,39 @@ pub struct ClaimRelease {
     pub holder: String,
 }
 
+/// What the Secret watches tell the rest of credgate.
+#[derive(Clone)]
+pub struct Outlets {
+    /// Ticks after each namespace event has reached the index (the controller
+    /// reconciles every source on it, and the Secret watches follow it); also
+    /// when a copy change could not be queued.
+    pub namespaces_changed: tokio::sync::watch::Sender<u64>,
+    /// Deleted credentials that were backed by an existing Secret (best
+    /// effort: a full channel drops one, and a stale claim is taken over later
+    /// anyway).
+    pub claim_releases: tokio::sync::mpsc::Sender<ClaimRelease>,
+    /// The source credential (namespace, name) of each managed copy that
+    /// changed or went (the controller puts it back). When full, a tick of
+    /// `namespaces_changed` has the controller look at every source instead.
+    pub copy_changes: tokio::sync::mpsc::Sender<(String, String)>,
+}
+
+impl Outlets {
+    fn tick(&self) {
+        self.namespaces_changed
+            .send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
 /// Runs every watch; returns (with the source's name) as soon as one ends,
 /// which the process treats as fatal.
-/// - `namespaces_changed` ticks after each namespace event has reached the
-///   index (the controller reconciles every source on it);
-/// - `claim_releases` receives deleted credentials that were backed by an
-///   existing Secret (best effort: a full channel drops one, and a stale claim
-///   is taken over later anyway).
 pub async fn run(
     client: Client,
+    secret_clients: WatchClients,
     writer: Writer,
+    access: Option<SecretAccess>,
     credentials_namespace: String,
-    namespaces_changed: tokio::sync::watch::Sender<u64>,
-    claim_releases: tokio::sync::mpsc::Sender<ClaimRelease>,
+    outlets: Outlets,
 ) -> &'static str {
     let mut all: Vec<futures::future::BoxFuture<'static, &'static str>> = Vec::new();
     {
@@ -257,25 +291,22 @@ pub async fn run(
             METADATA_PAGE,
         )
         .default_backoff();
-        all.push(Box::pin(async move {
-            writer.mirror(stream, Namespaces(namespaces_changed)).await
-        }));
-    }
-    {
-        let writer = writer.clone();
-        let stream = initial_events(
-            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-            METADATA_PAGE,
-        )
-        .default_backoff();
-        let secrets = Secrets {
-            credentials_namespace,
-            claim_releases,
+        let namespaces = Namespaces {
+            changed: outlets.namespaces_changed.clone(),
+            credentials_namespace: credentials_namespace.clone(),
         };
         all.push(Box::pin(
-            async move { writer.mirror(stream, secrets).await },
+            async move { writer.mirror(stream, namespaces).await },
         ));
     }
+    all.push(Box::pin(secret_watches(
+        client.clone(),
+        secret_clients,
+        writer.clone(),
+        access,
+        credentials_namespace,
+        outlets,
+    )));
     for kind in WorkloadKind::ALL {
         all.push(visit(
             kind,
@@ -286,6 +317,175 @@ pub async fn run(
         ));
     }
     futures::future::select_all(all).await.0
+}
+
+/// Longest wait between two attempts to bind read access in a namespace.
+const GRANT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Namespaces whose access is checked or bound at once (a first start in a
+/// cluster with 10,000 projects makes 10,000 of them).
+const GRANTS_AT_ONCE: usize = 32;
+
+/// One running Secret watch.
+struct Running {
+    task: tokio::task::AbortHandle,
+    slot: Slot,
+    generation: u64,
+}
+
+/// Keeps one Secret watch per namespace the index says to watch (see
+/// [`Index::watch_secrets_in`]): project namespaces, the credentials namespace,
+/// and any that still hold a credential or a copy. Each starts once credgate
+/// may read there ([`SecretAccess::grant`]); one that is no longer needed
+/// stops, and its RoleBinding goes; a namespace watched again (a new
+/// generation) gets a new watch. Follows the namespace ticks. The watches
+/// share HTTP/2 connections ([`WatchClients`]); `client` binds.
+async fn secret_watches(
+    client: Client,
+    mut clients: WatchClients,
+    writer: Writer,
+    access: Option<SecretAccess>,
+    credentials_namespace: String,
+    outlets: Outlets,
+) -> &'static str {
+    let mut ticks = outlets.namespaces_changed.subscribe();
+    let mut running: std::collections::HashMap<String, Running> = Default::default();
+    // Bindings being removed: a watch that starts again there waits for it.
+    let mut revoking: std::collections::HashMap<String, tokio::task::JoinHandle<()>> =
+        Default::default();
+    let grants = Arc::new(tokio::sync::Semaphore::new(GRANTS_AT_ONCE));
+    let mut tasks: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+    loop {
+        let wanted: std::collections::HashMap<String, u64> = {
+            let index = writer.index.read().unwrap_or_else(|e| e.into_inner());
+            index
+                .secret_watches()
+                .map(|(ns, generation)| (ns.to_owned(), generation))
+                .collect()
+        };
+        revoking.retain(|_, revoke| !revoke.is_finished());
+        running.retain(|namespace, watch| {
+            let generation = wanted.get(namespace);
+            if generation == Some(&watch.generation) {
+                return true;
+            }
+            watch.task.abort();
+            clients.give_back(watch.slot);
+            if generation.is_none()
+                && let Some(access) = access.clone()
+            {
+                let (client, namespace) = (client.clone(), namespace.clone());
+                let revoke = tokio::spawn({
+                    let namespace = namespace.clone();
+                    async move {
+                        if let Err(error) = access.revoke(&client, &namespace).await {
+                            warn!(%namespace, %error, "could not remove credgate's read access to Secrets");
+                        }
+                    }
+                });
+                revoking.insert(namespace, revoke);
+            }
+            false
+        });
+        for (namespace, generation) in wanted {
+            if running.contains_key(&namespace) {
+                continue;
+            }
+            let mirror = Secrets {
+                namespace: namespace.clone(),
+                generation,
+                credentials_namespace: credentials_namespace.clone(),
+                outlets: outlets.clone(),
+            };
+            let (slot, watch_client) = clients.take().unwrap_or_else(|error| {
+                warn!(%error, "no HTTP/2 client for the Secret watches; using the shared client");
+                (Slot::default(), client.clone())
+            });
+            let start = Start {
+                client: client.clone(),
+                access: access.clone(),
+                after: revoking.remove(&namespace),
+                grants: grants.clone(),
+            };
+            let task = tasks.spawn(watch_namespace(start, watch_client, writer.clone(), mirror));
+            running.insert(
+                namespace,
+                Running {
+                    task,
+                    slot,
+                    generation,
+                },
+            );
+        }
+        tokio::select! {
+            changed = ticks.changed() => if changed.is_err() {
+                return "secrets";
+            },
+            Some(ended) = tasks.join_next() => match ended {
+                Err(e) if e.is_cancelled() => {}
+                // A watch loops with backoff: one that ends or panics is fatal.
+                _ => return "secrets",
+            },
+        }
+    }
+}
+
+/// What a namespace's watch needs before it starts.
+struct Start {
+    /// Binds access (HTTP/1.1, short requests).
+    client: Client,
+    access: Option<SecretAccess>,
+    /// The removal of an earlier binding there, to wait for.
+    after: Option<tokio::task::JoinHandle<()>>,
+    grants: Arc<tokio::sync::Semaphore>,
+}
+
+/// The Secret watch of one namespace (over `watch_client`), once credgate may
+/// read there: it checks with one small list, and binds access if refused.
+async fn watch_namespace(start: Start, watch_client: Client, writer: Writer, mirror: Secrets) {
+    let Start {
+        client,
+        access,
+        after,
+        grants,
+    } = start;
+    let (namespace, generation) = (mirror.namespace.clone(), mirror.generation);
+    let api = Api::<PartialObjectMeta<Secret>>::namespaced(watch_client, &namespace);
+    if let Some(revoke) = after {
+        let _ = revoke.await;
+    }
+    if let Some(access) = &access {
+        let permit = grants.acquire().await;
+        let mut wait = std::time::Duration::from_millis(250);
+        let probe = kube::api::ListParams::default().limit(1);
+        while api.list_metadata(&probe).await.is_err() {
+            let Err(error) = access.grant(&client, &namespace).await else {
+                break;
+            };
+            warn!(%namespace, %error, "could not bind credgate's read access to Secrets; retrying");
+            let why = format!("credgate could not bind read access to its Secrets ({error})");
+            writer.update(|index| index.set_secret_watch(&namespace, generation, Some(&why)));
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(GRANT_BACKOFF_MAX);
+        }
+        drop(permit);
+    }
+    let stream = initial_events(api, METADATA_PAGE)
+        .default_backoff()
+        .then(move |event| {
+            let (client, access, namespace) = (client.clone(), access.clone(), namespace.clone());
+            async move {
+                // Someone removed the RoleBinding: bind again (the watch retries).
+                if let (Err(error), Some(access)) = (&event, &access)
+                    && access::forbidden(error)
+                    && let Err(error) = access.grant(&client, &namespace).await
+                {
+                    warn!(%namespace, %error, "could not bind credgate's read access to Secrets again");
+                }
+                event
+            }
+        });
+    writer.mirror(stream, mirror).await;
 }
 
 /// Watches one workload kind (reached through the table's [`visit`]).
@@ -306,12 +506,16 @@ impl KindVisitor for WatchKind {
     }
 }
 
-/// Namespaces: their project and department labels.
-pub struct Namespaces(pub tokio::sync::watch::Sender<u64>);
+/// Namespaces: their project and department labels, and whether credgate
+/// watches their Secrets (see [`secret_watches`]).
+pub struct Namespaces {
+    pub changed: tokio::sync::watch::Sender<u64>,
+    pub credentials_namespace: String,
+}
 
 impl Namespaces {
     fn changed(&self) {
-        self.0.send_modify(|n| *n = n.wrapping_add(1));
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -330,23 +534,77 @@ impl Mirror for Namespaces {
                 terminating: ns.metadata.deletion_timestamp.is_some(),
             },
         );
+        if index.project_of(&name).is_some() || name == self.credentials_namespace {
+            index.watch_secrets_in(&name);
+        }
+        // No longer a project, or being deleted: watched for as long as it
+        // holds a credential or a copy (their finalizers can still go).
+        index.unwatch_secrets_if_idle(&name, &self.credentials_namespace);
         self.changed();
         Some((String::new(), name))
     }
     fn delete(&mut self, index: &mut Index, ns: Self::Object) {
-        index.remove_namespace(&ns.name_any());
+        let name = ns.name_any();
+        index.remove_namespace(&name);
+        index.unwatch_secrets_in(&name);
         self.changed();
     }
     fn retain(&mut self, index: &mut Index, listed: &HashSet<Key>) {
         index.retain_namespaces(|name| listed.contains(&(String::new(), name.to_owned())));
+        let gone: Vec<String> = index
+            .secret_watches()
+            .map(|(name, _)| name)
+            .filter(|name| !listed.contains(&(String::new(), (*name).to_owned())))
+            .map(str::to_owned)
+            .collect();
+        for name in gone {
+            index.unwatch_secrets_in(&name);
+        }
         self.changed();
     }
 }
 
-/// Secrets: labelled ones (credentials and secrets that may back one) and managed copies.
+/// The Secrets of one namespace: labelled ones (credentials and secrets that
+/// may back one) and managed copies.
 pub struct Secrets {
+    pub namespace: String,
+    /// The generation of the namespace's watch this is (see
+    /// [`Index::watch_secrets_in`]): a watch no longer current writes nothing.
+    pub generation: u64,
     pub credentials_namespace: String,
-    pub claim_releases: tokio::sync::mpsc::Sender<ClaimRelease>,
+    pub outlets: Outlets,
+}
+
+impl Secrets {
+    fn current(&self, index: &Index) -> bool {
+        index.secret_watch_generation(&self.namespace) == Some(self.generation)
+    }
+
+    /// Tells the controller that the copy `s` changed or went.
+    fn copy_changed(&self, s: &PartialObjectMeta<Secret>) {
+        let Some((ns, name)) = s
+            .annotations()
+            .get(SOURCE_ANNOTATION)
+            .and_then(|source| source.split_once('/'))
+        else {
+            return;
+        };
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) = self
+            .outlets
+            .copy_changes
+            .try_send((ns.to_owned(), name.to_owned()))
+        {
+            self.outlets.tick();
+        }
+    }
+
+    /// A namespace that stopped being a project, or is being deleted, is
+    /// watched until it holds nothing of credgate's; then its watch stops.
+    fn maybe_idle(&self, index: &mut Index) {
+        if index.unwatch_secrets_if_idle(&self.namespace, &self.credentials_namespace) {
+            self.outlets.tick();
+        }
+    }
 }
 
 /// The index entry of a labelled Secret; `None` for other Secrets.
@@ -379,14 +637,20 @@ impl Mirror for Secrets {
         "secrets"
     }
     fn apply(&mut self, index: &mut Index, s: Self::Object) -> Option<Key> {
+        if !self.current(index) {
+            return None;
+        }
         let (namespace, name) = (s.namespace().unwrap_or_default(), s.name_any());
         if is_copy(&s) {
             let hash = s
                 .annotations()
                 .get(HASH_ANNOTATION)
                 .map_or("", String::as_str);
-            index.set_copy(&namespace, &name, Some(hash));
-            return None;
+            if index.copy_hash(&namespace, &name) != Some(hash) {
+                index.set_copy(&namespace, &name, Some(hash));
+                self.copy_changed(&s);
+            }
+            return Some((namespace, name));
         }
         match secret_info(&s, &self.credentials_namespace) {
             Some((key, info)) => {
@@ -396,27 +660,54 @@ impl Mirror for Secrets {
             // Not (or no longer) labelled: not a credential.
             None => {
                 index.remove_secret(&namespace, &name);
+                if index.has_copy(&namespace, &name) {
+                    // A copy that lost its label: no longer counted as one.
+                    index.set_copy(&namespace, &name, None);
+                    self.copy_changed(&s);
+                }
                 None
             }
         }
     }
     fn delete(&mut self, index: &mut Index, s: Self::Object) {
+        if !self.current(index) {
+            return;
+        }
         let (namespace, name) = (s.namespace().unwrap_or_default(), s.name_any());
         if is_copy(&s) {
             index.set_copy(&namespace, &name, None);
+            self.copy_changed(&s);
+            self.maybe_idle(index);
             return;
         }
         index.remove_secret(&namespace, &name);
         if let Some(existing) = s.annotations().get(annotation::EXISTING_SECRET) {
-            let _ = self.claim_releases.try_send(ClaimRelease {
+            let _ = self.outlets.claim_releases.try_send(ClaimRelease {
                 namespace,
                 existing_secret: existing.clone(),
                 holder: name,
             });
         }
+        self.maybe_idle(index);
     }
     fn retain(&mut self, index: &mut Index, listed: &HashSet<Key>) {
-        index.retain_secrets(|ns, name| listed.contains(&(ns.to_owned(), name.to_owned())));
+        if !self.current(index) {
+            return;
+        }
+        let ns = self.namespace.clone();
+        let kept = |name: &str| listed.contains(&(ns.clone(), name.to_owned()));
+        index.retain_secrets_in(&self.namespace, kept);
+        index.retain_copies_in(&self.namespace, kept);
+        self.maybe_idle(index);
+    }
+    fn synced(&self, index: &mut Index) -> bool {
+        index.set_secret_watch(&self.namespace, self.generation, None);
+        self.maybe_idle(index);
+        debug!(namespace = %self.namespace, "Secret watch synced");
+        false
+    }
+    fn unsynced(&self, index: &mut Index, why: &str) {
+        index.set_secret_watch(&self.namespace, self.generation, Some(why));
     }
 }
 
@@ -537,14 +828,42 @@ mod tests {
         .unwrap()
     }
 
-    fn secrets() -> (Secrets, tokio::sync::mpsc::Receiver<ClaimRelease>) {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
+    struct Received {
+        claims: tokio::sync::mpsc::Receiver<ClaimRelease>,
+        copies: tokio::sync::mpsc::Receiver<(String, String)>,
+        ticks: tokio::sync::watch::Receiver<u64>,
+    }
+
+    fn outlets() -> (Outlets, Received) {
+        let (claim_releases, claims) = tokio::sync::mpsc::channel(4);
+        let (copy_changes, copies) = tokio::sync::mpsc::channel(1);
+        let (namespaces_changed, ticks) = tokio::sync::watch::channel(0);
+        (
+            Outlets {
+                namespaces_changed,
+                claim_releases,
+                copy_changes,
+            },
+            Received {
+                claims,
+                copies,
+                ticks,
+            },
+        )
+    }
+
+    /// The Secrets of `namespace`, watched (and not listed yet).
+    fn secrets(index: &mut Index, namespace: &str) -> (Secrets, Received) {
+        index.watch_secrets_in(namespace);
+        let (outlets, received) = outlets();
         (
             Secrets {
+                namespace: namespace.into(),
+                generation: index.secret_watch_generation(namespace).unwrap(),
                 credentials_namespace: "runai".into(),
-                claim_releases: tx,
+                outlets,
             },
-            rx,
+            received,
         )
     }
 
@@ -553,7 +872,7 @@ mod tests {
     #[test]
     fn a_relist_applies_what_it_lists_and_drops_the_rest() {
         let mut index = index();
-        let (mirror, _rx) = secrets();
+        let (mirror, _rx) = secrets(&mut index, "a");
         let mut r = Reflector::new(mirror);
         let ok = |e| Ok::<_, String>(e);
         r.handle(&mut index, ok(Event::Init));
@@ -567,14 +886,14 @@ mod tests {
         );
         r.handle(&mut index, ok(Event::InitApply(secret("a", "plain", &[]))));
         assert_eq!(
-            index.not_synced().as_deref().map(|s| s.contains("secrets")),
-            Some(true),
+            index.secrets_not_synced_in("a"),
+            Some("not listed yet"),
             "not synced before InitDone"
         );
         r.handle(&mut index, ok(Event::InitDone));
         assert!(index.secret("a", "one").is_some() && index.secret("a", "two").is_some());
         assert!(index.secret("a", "plain").is_none());
-        assert!(!index.not_synced().unwrap_or_default().contains("secrets"));
+        assert_eq!(index.secrets_not_synced_in("a"), None);
 
         // The watch restarts; "two" was deleted meanwhile and is not listed again.
         r.handle(&mut index, ok(Event::Init));
@@ -649,18 +968,41 @@ mod tests {
     #[test]
     fn copies_and_namespaces_and_claim_releases() {
         let mut index = index();
-        let (mirror, mut released) = secrets();
+        let (mirror, mut received) = secrets(&mut index, "team-a");
         let mut r = Reflector::new(mirror);
         let mut copy = secret("team-a", "credgate.shared", &[(MANAGED_LABEL, "true")]);
         copy.metadata.annotations =
             Some([(HASH_ANNOTATION.to_owned(), "sha256:1".to_owned())].into());
+        copy.annotations_mut()
+            .insert(SOURCE_ANNOTATION.to_owned(), "runai/shared".to_owned());
         r.handle(&mut index, Ok::<_, String>(Event::Apply(copy.clone())));
         assert_eq!(
             index.copy_hash("team-a", "credgate.shared"),
             Some("sha256:1")
         );
+        assert_eq!(
+            received.copies.try_recv().ok(),
+            Some(("runai".into(), "shared".into())),
+            "the controller hears of a new copy"
+        );
+        r.handle(&mut index, Ok::<_, String>(Event::Apply(copy.clone())));
+        assert!(
+            received.copies.try_recv().is_err(),
+            "nothing changed: nothing to tell"
+        );
+        let mut other = copy.clone();
+        other.metadata.name = Some("credgate.other".into());
+        other
+            .annotations_mut()
+            .insert(HASH_ANNOTATION.to_owned(), "sha256:2".to_owned());
+        r.handle(&mut index, Ok::<_, String>(Event::Apply(other)));
         r.handle(&mut index, Ok::<_, String>(Event::Delete(copy)));
         assert!(!index.has_copy("team-a", "credgate.shared"));
+        assert!(
+            received.ticks.has_changed().unwrap(),
+            "a change the queue cannot take makes the controller look at every source"
+        );
+        received.ticks.mark_unchanged();
 
         let mut backed = secret("team-a", "db", &[GENERIC]);
         backed.metadata.annotations = Some(
@@ -673,7 +1015,7 @@ mod tests {
         r.handle(&mut index, Ok::<_, String>(Event::Apply(backed.clone())));
         r.handle(&mut index, Ok::<_, String>(Event::Delete(backed)));
         assert_eq!(
-            released.try_recv().ok(),
+            received.claims.try_recv().ok(),
             Some(ClaimRelease {
                 namespace: "team-a".into(),
                 existing_secret: "db-secret".into(),
@@ -682,7 +1024,10 @@ mod tests {
         );
 
         let (tx, mut ticks) = tokio::sync::watch::channel(0u64);
-        let mut ns = Reflector::new(Namespaces(tx));
+        let mut ns = Reflector::new(Namespaces {
+            changed: tx,
+            credentials_namespace: "runai".into(),
+        });
         let mut team = PartialObjectMeta::<Namespace>::default();
         team.metadata.name = Some("team-a".into());
         team.metadata.labels = Some([(label::PROJECT.to_owned(), "a".to_owned())].into());
@@ -699,5 +1044,155 @@ mod tests {
         ns.handle(&mut index, Ok::<_, String>(Event::InitDone));
         assert_eq!(index.project_of("team-a"), None);
         assert!(ticks.has_changed().unwrap());
+    }
+
+    fn ok<T>(e: Event<T>) -> Result<Event<T>, String> {
+        Ok(e)
+    }
+
+    /// The watch of team-a, listed: one credential, `db`.
+    fn team_a_with_db(index: &mut Index) -> (Reflector<Secrets>, Received) {
+        let (mirror, received) = secrets(index, "team-a");
+        let mut team = Reflector::new(mirror);
+        team.handle(index, ok(Event::Init));
+        team.handle(
+            index,
+            ok(Event::InitApply(secret("team-a", "db", &[GENERIC]))),
+        );
+        team.handle(index, ok(Event::InitDone));
+        (team, received)
+    }
+
+    fn namespace(name: &str, project: Option<&str>) -> PartialObjectMeta<Namespace> {
+        let mut ns = PartialObjectMeta::<Namespace>::default();
+        ns.metadata.name = Some(name.into());
+        ns.metadata.labels = project.map(|p| [(label::PROJECT.to_owned(), p.to_owned())].into());
+        ns
+    }
+
+    /// Issue 16: Secrets are watched per namespace, in project namespaces and
+    /// the credentials namespace only, and for as long as a namespace that
+    /// stopped being a project holds a credential.
+    #[test]
+    fn namespaces_decide_whose_secrets_are_watched() {
+        let mut index = index();
+        for source in sources()
+            .into_iter()
+            .filter(|s| !["namespaces", "secrets"].contains(s))
+        {
+            index.mark_synced(source);
+        }
+        let (tx, _ticks) = tokio::sync::watch::channel(0u64);
+        let mut namespaces = Reflector::new(Namespaces {
+            changed: tx,
+            credentials_namespace: "runai".into(),
+        });
+        namespaces.handle(&mut index, ok(Event::Init));
+        for ns in [
+            namespace("team-a", Some("a")),
+            namespace("runai", None),
+            namespace("kube-system", None),
+        ] {
+            namespaces.handle(&mut index, ok(Event::InitApply(ns)));
+        }
+        namespaces.handle(&mut index, ok(Event::InitDone));
+        let mut watched: Vec<&str> = index.secret_watches().map(|(ns, _)| ns).collect();
+        watched.sort_unstable();
+        assert_eq!(watched, ["runai", "team-a"]);
+
+        // Ready once every watched namespace has listed its Secrets.
+        index.settle_secrets();
+        assert!(index.not_synced().is_some_and(|s| s.contains("secrets")));
+        let (mut team, received) = team_a_with_db(&mut index);
+        let runai = index.secret_watch_generation("runai").unwrap();
+        index.set_secret_watch("runai", runai, None);
+        index.settle_secrets();
+        assert_eq!(index.not_synced(), None);
+
+        // A new project holds back the decisions about it only.
+        namespaces.handle(&mut index, ok(Event::Apply(namespace("team-b", Some("b")))));
+        assert_eq!(index.not_synced(), None);
+        assert_eq!(
+            index.secrets_not_synced_in("team-b"),
+            Some("not listed yet")
+        );
+        assert_eq!(index.secrets_not_synced_in("team-a"), None);
+        let watched = |index: &Index, ns: &str| index.secret_watch_generation(ns).is_some();
+
+        // No longer a project, with a credential left: still watched, until it goes.
+        namespaces.handle(&mut index, ok(Event::Apply(namespace("team-a", None))));
+        assert!(watched(&index, "team-a"));
+        team.handle(
+            &mut index,
+            ok(Event::Delete(secret("team-a", "db", &[GENERIC]))),
+        );
+        assert!(!watched(&index, "team-a"));
+        assert!(
+            received.ticks.has_changed().unwrap(),
+            "the watches follow: the one of team-a stops"
+        );
+        // A project again: a new watch (a new generation); the old one writes nothing.
+        namespaces.handle(&mut index, ok(Event::Apply(namespace("team-a", Some("a")))));
+        assert!(index.secret_watch_generation("team-a") > Some(team.mirror.generation));
+        team.handle(
+            &mut index,
+            ok(Event::Apply(secret("team-a", "late", &[GENERIC]))),
+        );
+        assert!(index.secret("team-a", "late").is_none());
+        team.handle(&mut index, ok(Event::InitDone));
+        assert_eq!(
+            index.secrets_not_synced_in("team-a"),
+            Some("not listed yet")
+        );
+
+        // A namespace deleted is forgotten with its Secrets.
+        namespaces.handle(
+            &mut index,
+            ok(Event::Delete(namespace("team-b", Some("b")))),
+        );
+        assert!(!watched(&index, "team-b"));
+    }
+
+    /// Issue 16: a project namespace being deleted keeps its watch (and
+    /// credgate its access) until the credentials there are gone; then the
+    /// watch stops for good, whatever the namespace's last events say.
+    #[test]
+    fn a_namespace_being_deleted_is_watched_until_it_holds_nothing() {
+        let mut index = index();
+        let (tx, _ticks) = tokio::sync::watch::channel(0u64);
+        let mut namespaces = Reflector::new(Namespaces {
+            changed: tx,
+            credentials_namespace: "runai".into(),
+        });
+        namespaces.handle(&mut index, ok(Event::Apply(namespace("team-a", Some("a")))));
+        let (mut team, _received) = team_a_with_db(&mut index);
+
+        let mut terminating = namespace("team-a", Some("a"));
+        terminating.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
+        namespaces.handle(&mut index, ok(Event::Apply(terminating.clone())));
+        assert!(
+            index.secret_watch_generation("team-a").is_some(),
+            "a credential is left"
+        );
+        team.handle(
+            &mut index,
+            ok(Event::Delete(secret("team-a", "db", &[GENERIC]))),
+        );
+        assert!(index.secret_watch_generation("team-a").is_none());
+        namespaces.handle(&mut index, ok(Event::Apply(terminating)));
+        assert!(
+            index.secret_watch_generation("team-a").is_none(),
+            "not watched again while it is being deleted"
+        );
+        // Gone, then made again: watched again.
+        namespaces.handle(
+            &mut index,
+            ok(Event::Delete(namespace("team-a", Some("a")))),
+        );
+        namespaces.handle(&mut index, ok(Event::Apply(namespace("team-a", Some("a")))));
+        assert!(index.secret_watch_generation("team-a").is_some());
     }
 }
