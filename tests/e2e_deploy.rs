@@ -405,6 +405,7 @@ fn least_privilege(c: &Cluster) {
             "-n",
             "team-x",
         ],
+        &["watch", "rolebindings.rbac.authorization.k8s.io", "-A"],
         &[
             "patch",
             "rolebindings.rbac.authorization.k8s.io",

@@ -32,6 +32,8 @@ pub const BINDING_LABEL: &str = "credgate.run.ai/secret-access";
 /// there (their in-use and copies finalizers need that access), then
 /// credgate removes this finalizer ([`SecretAccess::revoke`]).
 pub const FINALIZER: &str = "credgate.run.ai/secret-access";
+/// Attempts to remove a binding before leaving it to the next look.
+const REVOKE_TRIES: u32 = 8;
 /// Longest wait for a new binding to take effect.
 const SETTLE: Duration = Duration::from_secs(10);
 
@@ -107,6 +109,11 @@ impl SecretAccess {
                 return Err(error);
             }
             match api.get_opt(BINDING).await? {
+                Some(existing) if existing.metadata.deletion_timestamp.is_some() => {
+                    return Err(kube::Error::Service(
+                        format!("the RoleBinding {BINDING} is being deleted; binding again once it is gone").into(),
+                    ));
+                }
                 Some(existing) if self.is_ours(&existing) => return Ok(()),
                 Some(_) => {
                     tracing::warn!(%namespace, "a RoleBinding {BINDING} that is not credgate's is in the way; replacing it");
@@ -132,28 +139,64 @@ impl SecretAccess {
         Ok(())
     }
 
-    /// Removes the binding of `namespace`: first its finalizer (see
-    /// [`FINALIZER`]), then the binding (gone already: nothing to do).
+    /// Removes the binding of `namespace`: deletes it (so that it is seen
+    /// going), then removes its finalizer (see [`FINALIZER`]), until it is
+    /// gone. Tries [`REVOKE_TRIES`] times; a binding left is found again by
+    /// the watch of bindings, and removed when its namespace holds nothing.
     pub async fn revoke(&self, client: &Client, namespace: &str) -> Result<(), kube::Error> {
         let api: Api<RoleBinding> = Api::namespaced(client.clone(), namespace);
-        let release = serde_json::json!({"metadata": {"finalizers": null}});
-        let done = |r: Result<(), kube::Error>| match r {
+        let mut wait = Duration::from_millis(200);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.revoke_once(&api).await {
+                Ok(()) => return Ok(()),
+                Err(error) if tries >= REVOKE_TRIES => return Err(error),
+                Err(_) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn revoke_once(&self, api: &Api<RoleBinding>) -> Result<(), kube::Error> {
+        let gone = |r: Result<(), kube::Error>| match r {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             other => other,
         };
-        // A look-alike without the finalizer refuses the patch: deleted all the same.
-        if let Err(error) = done(
-            api.patch(BINDING, &PatchParams::default(), &Patch::Merge(&release))
-                .await
-                .map(drop),
-        ) {
-            tracing::debug!(%namespace, %error, "the RoleBinding's finalizer could not be removed");
-        }
-        done(
+        gone(
             api.delete(BINDING, &DeleteParams::default())
                 .await
                 .map(drop),
-        )
+        )?;
+        let Some(binding) = api.get_opt(BINDING).await? else {
+            return Ok(());
+        };
+        if binding
+            .metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.iter().any(|f| f == FINALIZER))
+        {
+            let rest: Vec<&String> = binding
+                .metadata
+                .finalizers
+                .iter()
+                .flatten()
+                .filter(|f| *f != FINALIZER)
+                .collect();
+            let release = serde_json::json!({"metadata": {
+                "finalizers": rest,
+                "resourceVersion": binding.metadata.resource_version,
+            }});
+            gone(
+                api.patch(BINDING, &PatchParams::default(), &Patch::Merge(&release))
+                    .await
+                    .map(drop),
+            )?;
+        }
+        Ok(())
     }
 }
 

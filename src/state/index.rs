@@ -260,6 +260,8 @@ pub struct Index {
     /// Namespaces being deleted whose watch ended once they held nothing of
     /// credgate's: not watched again.
     released: HashSet<String>,
+    /// Namespaces where credgate's RoleBinding is (see [`crate::state::access`]).
+    bound: HashSet<String>,
     /// Managed copies per namespace.
     copies_in: HashMap<String, usize>,
     /// Decisions the watches have not shown yet (see [`crate::state::recent`]).
@@ -419,6 +421,23 @@ impl Index {
         }
     }
 
+    /// Records whether credgate's RoleBinding is in `namespace`. A namespace
+    /// with one is watched (it may hold credentials of a project it no longer
+    /// is, even after a restart) until it holds nothing of credgate's.
+    pub fn set_bound(&mut self, namespace: &str, bound: bool) {
+        if bound {
+            self.bound.insert(namespace.to_owned());
+            self.watch_secrets_in(namespace);
+        } else {
+            self.bound.remove(namespace);
+        }
+    }
+
+    /// Keeps only the bindings `keep` accepts, by namespace (after a full list).
+    pub fn retain_bound(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.bound.retain(|ns| keep(ns));
+    }
+
     /// The source `secrets` counts as synced once the namespaces are listed and
     /// every namespace they made watched has listed, or failed (at start;
     /// afterwards a namespace's watch only holds back the decisions about that
@@ -426,6 +445,7 @@ impl Index {
     pub fn settle_secrets(&mut self) {
         if self.secret_watches_unlisted == 0
             && !self.not_synced.contains_key("namespaces")
+            && !self.not_synced.contains_key("bindings")
             && self.not_synced.contains_key("secrets")
         {
             self.not_synced.remove("secrets");
@@ -435,6 +455,10 @@ impl Index {
     // ---- namespaces ----
 
     pub fn set_namespace(&mut self, name: &str, info: NamespaceInfo) {
+        if !info.terminating {
+            // Made again under the same name.
+            self.released.remove(name);
+        }
         self.namespaces.insert(name.to_owned(), info);
     }
 
@@ -445,6 +469,7 @@ impl Index {
 
     /// Keeps only the namespaces `keep` accepts (after a full list).
     pub fn retain_namespaces(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.released.retain(|name| keep(name));
         self.namespaces.retain(|name, _| keep(name));
     }
 

@@ -18,6 +18,7 @@
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
@@ -111,7 +112,7 @@ pub type Key = (String, String);
 
 /// Every source, by the name readiness and denials report.
 pub fn sources() -> Vec<&'static str> {
-    let mut s = vec!["namespaces", "secrets"];
+    let mut s = vec!["namespaces", "bindings", "secrets"];
     s.extend(WorkloadKind::ALL.iter().map(|k| k.as_str()));
     s
 }
@@ -164,12 +165,15 @@ impl<M: Mirror> Reflector<M> {
         }
     }
 
-    /// Applies one event of the watch stream to `index`.
+    /// Applies one event of the watch stream to `index`. Returns true when
+    /// the source has just been marked not synced: the watch should start
+    /// again, so that it lists (a watcher that resumes from its last version
+    /// after failures never does, and the source would stay not synced).
     pub fn handle<E: std::fmt::Display>(
         &mut self,
         index: &mut Index,
         event: Result<Event<M::Object>, E>,
-    ) {
+    ) -> bool {
         let source = self.mirror.source();
         let event = match event {
             Ok(event) => event,
@@ -179,8 +183,9 @@ impl<M: Mirror> Reflector<M> {
                 warn!(source, %error, failures, "watch failed; retrying with backoff");
                 if failures == FAILURES_BEFORE_UNSYNCED {
                     self.mirror.unsynced(index, "watch failing");
+                    return true;
                 }
-                return;
+                return false;
             }
         };
         self.failures = 0;
@@ -201,6 +206,7 @@ impl<M: Mirror> Reflector<M> {
                 }
             }
         }
+        false
     }
 }
 
@@ -224,20 +230,32 @@ impl Writer {
         result
     }
 
-    /// Drives `stream` through `mirror` until the stream ends (it does not,
-    /// for a kube-runtime watcher with backoff); returns the source's name.
-    pub async fn mirror<M: Mirror>(
+    /// Drives the watch `watch` makes through `mirror` until it ends (it
+    /// does not, for a kube-runtime watcher with backoff), making a new one
+    /// when the source has failed [`FAILURES_BEFORE_UNSYNCED`] times in a row;
+    /// returns the source's name.
+    pub async fn mirror<M: Mirror, S>(
         &self,
-        stream: impl Stream<Item = Result<Event<M::Object>, watcher::Error>>,
+        mut watch: impl FnMut() -> S,
         mirror: M,
-    ) -> &'static str {
+    ) -> &'static str
+    where
+        S: Stream<Item = Result<Event<M::Object>, watcher::Error>>,
+    {
         let source = mirror.source();
         let mut reflector = Reflector::new(mirror);
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            self.update(|index| reflector.handle(index, event));
+        loop {
+            let stream = watch();
+            futures::pin_mut!(stream);
+            loop {
+                let Some(event) = stream.next().await else {
+                    return source;
+                };
+                if self.update(|index| reflector.handle(index, event)) {
+                    break;
+                }
+            }
         }
-        source
     }
 }
 
@@ -286,17 +304,31 @@ pub async fn run(
     let mut all: Vec<futures::future::BoxFuture<'static, &'static str>> = Vec::new();
     {
         let writer = writer.clone();
-        let stream = initial_events(
-            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-            METADATA_PAGE,
-        )
-        .default_backoff();
+        let api = Api::<PartialObjectMeta<Namespace>>::all(client.clone());
+        let watch = move || initial_events(api.clone(), METADATA_PAGE).default_backoff();
         let namespaces = Namespaces {
             changed: outlets.namespaces_changed.clone(),
             credentials_namespace: credentials_namespace.clone(),
         };
         all.push(Box::pin(
-            async move { writer.mirror(stream, namespaces).await },
+            async move { writer.mirror(watch, namespaces).await },
+        ));
+    }
+    {
+        let writer = writer.clone();
+        let api = Api::<PartialObjectMeta<RoleBinding>>::all(client.clone());
+        let selector = format!("{}=true", access::BINDING_LABEL);
+        let watch = move || {
+            let config = watcher::Config::default()
+                .labels(&selector)
+                .streaming_lists();
+            watcher(api.clone(), config).default_backoff()
+        };
+        let bindings = Bindings {
+            changed: outlets.namespaces_changed.clone(),
+        };
+        all.push(Box::pin(
+            async move { writer.mirror(watch, bindings).await },
         ));
     }
     all.push(Box::pin(secret_watches(
@@ -421,13 +453,23 @@ async fn secret_watches(
             changed = ticks.changed() => if changed.is_err() {
                 return "secrets";
             },
-            Some(ended) = tasks.join_next() => match ended {
-                Err(e) if e.is_cancelled() => {}
-                // A watch loops with backoff: one that ends or panics is fatal.
-                _ => return "secrets",
+            Some(ended) = tasks.join_next() => if !cancelled(ended) {
+                return "secrets";
             },
         }
+        // Aborted watches, all at once (not one pass each).
+        while let Some(ended) = tasks.try_join_next() {
+            if !cancelled(ended) {
+                return "secrets";
+            }
+        }
     }
+}
+
+/// Whether a watch task ended because it was stopped (a watch loops with
+/// backoff: one that ends or panics otherwise is fatal).
+fn cancelled(ended: Result<(), tokio::task::JoinError>) -> bool {
+    matches!(ended, Err(e) if e.is_cancelled())
 }
 
 /// What a namespace's watch needs before it starts.
@@ -455,11 +497,17 @@ async fn watch_namespace(start: Start, watch_client: Client, writer: Writer, mir
         let _ = revoke.await;
     }
     if let Some(access) = &access {
-        let permit = grants.acquire().await;
         let mut wait = std::time::Duration::from_millis(250);
         let probe = kube::api::ListParams::default().limit(1);
-        while api.list_metadata(&probe).await.is_err() {
-            let Err(error) = access.grant(&client, &namespace).await else {
+        loop {
+            let granted = {
+                let _permit = grants.acquire().await;
+                match api.list_metadata(&probe).await {
+                    Ok(_) => Ok(()),
+                    Err(_) => access.grant(&client, &namespace).await,
+                }
+            };
+            let Err(error) = granted else {
                 break;
             };
             warn!(%namespace, %error, "could not bind credgate's read access to Secrets; retrying");
@@ -468,24 +516,27 @@ async fn watch_namespace(start: Start, watch_client: Client, writer: Writer, mir
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(GRANT_BACKOFF_MAX);
         }
-        drop(permit);
     }
-    let stream = initial_events(api, METADATA_PAGE)
-        .default_backoff()
-        .then(move |event| {
-            let (client, access, namespace) = (client.clone(), access.clone(), namespace.clone());
-            async move {
-                // Someone removed the RoleBinding: bind again (the watch retries).
-                if let (Err(error), Some(access)) = (&event, &access)
-                    && access::forbidden(error)
-                    && let Err(error) = access.grant(&client, &namespace).await
-                {
-                    warn!(%namespace, %error, "could not bind credgate's read access to Secrets again");
+    let watch = move || {
+        let (client, access, namespace) = (client.clone(), access.clone(), namespace.clone());
+        initial_events(api.clone(), METADATA_PAGE)
+            .default_backoff()
+            .then(move |event| {
+                let (client, access, namespace) =
+                    (client.clone(), access.clone(), namespace.clone());
+                async move {
+                    // Someone removed the RoleBinding: bind again (the watch retries).
+                    if let (Err(error), Some(access)) = (&event, &access)
+                        && access::forbidden(error)
+                        && let Err(error) = access.grant(&client, &namespace).await
+                    {
+                        warn!(%namespace, %error, "could not bind credgate's read access to Secrets again");
+                    }
+                    event
                 }
-                event
-            }
-        });
-    writer.mirror(stream, mirror).await;
+            })
+    };
+    writer.mirror(watch, mirror).await;
 }
 
 /// Watches one workload kind (reached through the table's [`visit`]).
@@ -497,10 +548,11 @@ struct WatchKind {
 impl KindVisitor for WatchKind {
     type Output = futures::future::BoxFuture<'static, &'static str>;
     fn visit<K: Workload>(self) -> Self::Output {
-        let stream = initial_events(Api::<K>::all(self.client), WORKLOAD_PAGE).default_backoff();
+        let api = Api::<K>::all(self.client);
+        let watch = move || initial_events(api.clone(), WORKLOAD_PAGE).default_backoff();
         Box::pin(async move {
             self.writer
-                .mirror(stream, Workloads::<K>(std::marker::PhantomData))
+                .mirror(watch, Workloads::<K>(std::marker::PhantomData))
                 .await
         })
     }
@@ -708,6 +760,38 @@ impl Mirror for Secrets {
     }
     fn unsynced(&self, index: &mut Index, why: &str) {
         index.set_secret_watch(&self.namespace, self.generation, Some(why));
+    }
+}
+
+/// credgate's own RoleBindings (label [`access::BINDING_LABEL`]): a namespace
+/// with one is watched until it holds nothing of credgate's, whatever its
+/// labels, and after a restart too (see [`Index::set_bound`]).
+pub struct Bindings {
+    pub changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Mirror for Bindings {
+    type Object = PartialObjectMeta<RoleBinding>;
+    fn source(&self) -> &'static str {
+        "bindings"
+    }
+    fn apply(&mut self, index: &mut Index, b: Self::Object) -> Option<Key> {
+        // One being removed (credgate deletes it first, then its finalizer)
+        // starts no watch.
+        if b.name_any() != access::BINDING || b.metadata.deletion_timestamp.is_some() {
+            return None;
+        }
+        let namespace = b.namespace().unwrap_or_default();
+        index.set_bound(&namespace, true);
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        Some((namespace, b.name_any()))
+    }
+    fn delete(&mut self, index: &mut Index, b: Self::Object) {
+        index.set_bound(&b.namespace().unwrap_or_default(), false);
+    }
+    fn retain(&mut self, index: &mut Index, listed: &HashSet<Key>) {
+        index.retain_bound(|ns| listed.contains(&(ns.to_owned(), access::BINDING.to_owned())));
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -1151,6 +1235,58 @@ mod tests {
             ok(Event::Delete(namespace("team-b", Some("b")))),
         );
         assert!(!watched(&index, "team-b"));
+    }
+
+    /// Issue 16: a namespace where credgate's RoleBinding is, project or not
+    /// (after a restart, one that stopped being a project), is watched until
+    /// it holds nothing of credgate's; a binding being removed starts nothing.
+    #[test]
+    fn a_namespace_with_credgates_binding_is_watched_until_idle() {
+        let mut index = index();
+        let (tx, ticks) = tokio::sync::watch::channel(0u64);
+        let mut bindings = Reflector::new(Bindings { changed: tx });
+        let binding = |ns: &str, deleting: bool| {
+            let mut b = PartialObjectMeta::<RoleBinding>::default();
+            b.metadata.name = Some(access::BINDING.into());
+            b.metadata.namespace = Some(ns.into());
+            if deleting {
+                b.metadata.deletion_timestamp =
+                    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        k8s_openapi::jiff::Timestamp::now(),
+                    ));
+            }
+            b
+        };
+        bindings.handle(&mut index, ok(Event::Init));
+        bindings.handle(&mut index, ok(Event::InitApply(binding("old-team", false))));
+        bindings.handle(&mut index, ok(Event::InitDone));
+        assert!(ticks.has_changed().unwrap());
+        assert!(index.secret_watch_generation("old-team").is_some());
+        let (mirror, _received) = secrets(&mut index, "old-team");
+        let mut old = Reflector::new(mirror);
+        old.handle(&mut index, ok(Event::Init));
+        old.handle(
+            &mut index,
+            ok(Event::InitApply(secret("old-team", "db", &[GENERIC]))),
+        );
+        old.handle(&mut index, ok(Event::InitDone));
+        assert!(
+            index.secret_watch_generation("old-team").is_some(),
+            "a credential is left"
+        );
+        old.handle(
+            &mut index,
+            ok(Event::Delete(secret("old-team", "db", &[GENERIC]))),
+        );
+        assert!(
+            index.secret_watch_generation("old-team").is_none(),
+            "idle: its watch stops"
+        );
+        // The binding going (deleted first, then its finalizer) starts nothing.
+        bindings.handle(&mut index, ok(Event::Apply(binding("old-team", true))));
+        assert!(index.secret_watch_generation("old-team").is_none());
+        bindings.handle(&mut index, ok(Event::Delete(binding("old-team", true))));
+        assert!(index.secret_watch_generation("old-team").is_none());
     }
 
     /// Issue 16: a project namespace being deleted keeps its watch (and
