@@ -137,12 +137,12 @@ pub trait Mirror {
     fn retain(&mut self, index: &mut Index, listed: &HashSet<Key>);
     /// Marks the source synced after a complete list (by default, the
     /// source's own entry of the index); returns whether to say so in the log.
-    fn synced(&self, index: &mut Index) -> bool {
+    fn synced(&mut self, index: &mut Index) -> bool {
         index.mark_synced(self.source());
         true
     }
     /// Marks the source not synced, and why.
-    fn unsynced(&self, index: &mut Index, why: &str) {
+    fn unsynced(&mut self, index: &mut Index, why: &str) {
         index.mark_unsynced(self.source(), why);
     }
 }
@@ -354,9 +354,10 @@ pub async fn run(
 /// Longest wait between two attempts to bind read access in a namespace.
 const GRANT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Namespaces whose access is checked or bound at once (a first start in a
-/// cluster with 10,000 projects makes 10,000 of them).
-const GRANTS_AT_ONCE: usize = 32;
+/// Namespaces whose access is checked or bound, or whose Secrets are listed
+/// for the first time, at once (a start in a cluster with 10,000 projects
+/// makes 10,000 of them).
+const LISTS_AT_ONCE: usize = 32;
 
 /// One running Secret watch.
 struct Running {
@@ -385,7 +386,7 @@ async fn secret_watches(
     // Bindings being removed: a watch that starts again there waits for it.
     let mut revoking: std::collections::HashMap<String, tokio::task::JoinHandle<()>> =
         Default::default();
-    let grants = Arc::new(tokio::sync::Semaphore::new(GRANTS_AT_ONCE));
+    let grants = Arc::new(tokio::sync::Semaphore::new(LISTS_AT_ONCE));
     let mut tasks: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
     loop {
         let wanted: std::collections::HashMap<String, u64> = {
@@ -428,6 +429,7 @@ async fn secret_watches(
                 generation,
                 credentials_namespace: credentials_namespace.clone(),
                 outlets: outlets.clone(),
+                first_list: None,
             };
             let (slot, watch_client) = clients.take().unwrap_or_else(|error| {
                 warn!(%error, "no HTTP/2 client for the Secret watches; using the shared client");
@@ -484,7 +486,7 @@ struct Start {
 
 /// The Secret watch of one namespace (over `watch_client`), once credgate may
 /// read there: it checks with one small list, and binds access if refused.
-async fn watch_namespace(start: Start, watch_client: Client, writer: Writer, mirror: Secrets) {
+async fn watch_namespace(start: Start, watch_client: Client, writer: Writer, mut mirror: Secrets) {
     let Start {
         client,
         access,
@@ -517,6 +519,7 @@ async fn watch_namespace(start: Start, watch_client: Client, writer: Writer, mir
             wait = (wait * 2).min(GRANT_BACKOFF_MAX);
         }
     }
+    mirror.first_list = grants.acquire_owned().await.ok();
     let watch = move || {
         let (client, access, namespace) = (client.clone(), access.clone(), namespace.clone());
         initial_events(api.clone(), METADATA_PAGE)
@@ -625,6 +628,11 @@ pub struct Secrets {
     pub generation: u64,
     pub credentials_namespace: String,
     pub outlets: Outlets,
+    /// Held until the first list is done (or fails): at most
+    /// [`LISTS_AT_ONCE`] namespaces list at a time, so that 10,000 of them
+    /// starting together are not refused by the API server's fairness limits
+    /// (429) and left to back off.
+    pub first_list: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Secrets {
@@ -752,13 +760,15 @@ impl Mirror for Secrets {
         index.retain_copies_in(&self.namespace, kept);
         self.maybe_idle(index);
     }
-    fn synced(&self, index: &mut Index) -> bool {
+    fn synced(&mut self, index: &mut Index) -> bool {
+        self.first_list = None;
         index.set_secret_watch(&self.namespace, self.generation, None);
         self.maybe_idle(index);
         debug!(namespace = %self.namespace, "Secret watch synced");
         false
     }
-    fn unsynced(&self, index: &mut Index, why: &str) {
+    fn unsynced(&mut self, index: &mut Index, why: &str) {
+        self.first_list = None;
         index.set_secret_watch(&self.namespace, self.generation, Some(why));
     }
 }
@@ -946,6 +956,7 @@ mod tests {
                 generation: index.secret_watch_generation(namespace).unwrap(),
                 credentials_namespace: "runai".into(),
                 outlets,
+                first_list: None,
             },
             received,
         )
