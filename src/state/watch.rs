@@ -1145,17 +1145,23 @@ mod tests {
         Ok(e)
     }
 
-    /// The watch of team-a, listed: one credential, `db`.
-    fn team_a_with_db(index: &mut Index) -> (Reflector<Secrets>, Received) {
-        let (mirror, received) = secrets(index, "team-a");
-        let mut team = Reflector::new(mirror);
-        team.handle(index, ok(Event::Init));
-        team.handle(
+    /// The watch of `namespace`, listed: one credential, `db`.
+    fn listed_with_db(index: &mut Index, namespace: &str) -> (Reflector<Secrets>, Received) {
+        let (mirror, received) = secrets(index, namespace);
+        let mut watch = Reflector::new(mirror);
+        watch.handle(index, ok(Event::Init));
+        watch.handle(
             index,
-            ok(Event::InitApply(secret("team-a", "db", &[GENERIC]))),
+            ok(Event::InitApply(secret(namespace, "db", &[GENERIC]))),
         );
-        team.handle(index, ok(Event::InitDone));
-        (team, received)
+        watch.handle(index, ok(Event::InitDone));
+        (watch, received)
+    }
+
+    fn now() -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time> {
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        ))
     }
 
     fn namespace(name: &str, project: Option<&str>) -> PartialObjectMeta<Namespace> {
@@ -1198,7 +1204,7 @@ mod tests {
         // Ready once every watched namespace has listed its Secrets.
         index.settle_secrets();
         assert!(index.not_synced().is_some_and(|s| s.contains("secrets")));
-        let (mut team, received) = team_a_with_db(&mut index);
+        let (mut team, received) = listed_with_db(&mut index, "team-a");
         let runai = index.secret_watch_generation("runai").unwrap();
         index.set_secret_watch("runai", runai, None);
         index.settle_secrets();
@@ -1261,10 +1267,7 @@ mod tests {
             b.metadata.name = Some(access::BINDING.into());
             b.metadata.namespace = Some(ns.into());
             if deleting {
-                b.metadata.deletion_timestamp =
-                    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                        k8s_openapi::jiff::Timestamp::now(),
-                    ));
+                b.metadata.deletion_timestamp = now();
             }
             b
         };
@@ -1273,14 +1276,7 @@ mod tests {
         bindings.handle(&mut index, ok(Event::InitDone));
         assert!(ticks.has_changed().unwrap());
         assert!(index.secret_watch_generation("old-team").is_some());
-        let (mirror, _received) = secrets(&mut index, "old-team");
-        let mut old = Reflector::new(mirror);
-        old.handle(&mut index, ok(Event::Init));
-        old.handle(
-            &mut index,
-            ok(Event::InitApply(secret("old-team", "db", &[GENERIC]))),
-        );
-        old.handle(&mut index, ok(Event::InitDone));
+        let (mut old, _received) = listed_with_db(&mut index, "old-team");
         assert!(
             index.secret_watch_generation("old-team").is_some(),
             "a credential is left"
@@ -1312,13 +1308,10 @@ mod tests {
             credentials_namespace: "runai".into(),
         });
         namespaces.handle(&mut index, ok(Event::Apply(namespace("team-a", Some("a")))));
-        let (mut team, _received) = team_a_with_db(&mut index);
+        let (mut team, _received) = listed_with_db(&mut index, "team-a");
 
         let mut terminating = namespace("team-a", Some("a"));
-        terminating.metadata.deletion_timestamp =
-            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                k8s_openapi::jiff::Timestamp::now(),
-            ));
+        terminating.metadata.deletion_timestamp = now();
         namespaces.handle(&mut index, ok(Event::Apply(terminating.clone())));
         assert!(
             index.secret_watch_generation("team-a").is_some(),
