@@ -9,21 +9,35 @@
 //! 1,000), and a stream past the bound would wait for ever, so each client
 //! carries at most [`WATCHES_PER_CONNECTION`] watches and more clients are
 //! made as needed.
+//!
+//! All these clients together have at most [`REQUESTS_AT_ONCE`] requests
+//! waiting for their answer's headers: a list, or a watch being set up (an
+//! open watch holds no place). 10,000 namespaces starting their watches at
+//! once would otherwise overflow the API server's queue for credgate
+//! (priority and fairness), and each refused watch (429) backs off.
 
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use kube::client::ConfigExt;
 use kube::{Client, Config};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
 
 /// Watches carried by one HTTP/2 connection, well under any server's bound.
 pub const WATCHES_PER_CONNECTION: usize = 100;
+
+/// Requests of all the watch clients waiting for an answer at once.
+pub const REQUESTS_AT_ONCE: usize = 32;
 
 /// Where each namespace's watch gets its client: HTTP/2 clients made from
 /// one configuration, each with how many watches it carries.
 pub struct WatchClients {
     config: Config,
     clients: Vec<(Client, usize)>,
+    /// Places for requests waiting for an answer, shared by every client.
+    requests: Arc<Semaphore>,
 }
 
 /// Which client a watch has, to give it back when the watch stops (`None`:
@@ -36,6 +50,7 @@ impl WatchClients {
         WatchClients {
             config,
             clients: Vec::new(),
+            requests: Arc::new(Semaphore::new(REQUESTS_AT_ONCE)),
         }
     }
 
@@ -48,7 +63,8 @@ impl WatchClients {
         let at = match free {
             Some(at) => at,
             None => {
-                self.clients.push((http2_client(&self.config)?, 0));
+                let client = http2_client(&self.config, self.requests.clone())?;
+                self.clients.push((client, 0));
                 self.clients.len() - 1
             }
         };
@@ -66,8 +82,10 @@ impl WatchClients {
     }
 }
 
-/// A kube-rs client over HTTP/2 only, with the configuration's TLS and credentials.
-fn http2_client(config: &Config) -> Result<Client, kube::Error> {
+/// A kube-rs client over HTTP/2 only, with the configuration's TLS and
+/// credentials, whose requests each hold a place of `requests` until their
+/// answer's headers come.
+fn http2_client(config: &Config, requests: Arc<Semaphore>) -> Result<Client, kube::Error> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     let mut builder = hyper_rustls::HttpsConnectorBuilder::new()
@@ -85,6 +103,7 @@ fn http2_client(config: &Config) -> Result<Client, kube::Error> {
         .http2_only(true)
         .build(https);
     let service = ServiceBuilder::new()
+        .layer(GlobalConcurrencyLimitLayer::with_semaphore(requests))
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
@@ -112,5 +131,77 @@ mod tests {
         // A slot given back is used again before a new connection is made.
         clients.give_back(slots[0]);
         assert_eq!(clients.take().unwrap().0, slots[0]);
+    }
+
+    /// Requests over every client together wait for at most
+    /// [`REQUESTS_AT_ONCE`] answers; the rest wait in credgate, not in the
+    /// API server's queue.
+    #[tokio::test]
+    async fn the_clients_together_bound_the_requests_waiting_for_an_answer() {
+        use hyper_util::rt::TokioIo;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // An HTTP/2 server that holds every answer until released.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let (arrived, mut arrivals) = tokio::sync::watch::channel(0usize);
+        let (release, released) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn({
+            let waiting = waiting.clone();
+            async move {
+                loop {
+                    let (stream, _) = listener.accept().await.unwrap();
+                    let (waiting, arrived, released) =
+                        (waiting.clone(), arrived.clone(), released.clone());
+                    let service = hyper::service::service_fn(move |_req| {
+                        let (waiting, arrived, mut released) =
+                            (waiting.clone(), arrived.clone(), released.clone());
+                        async move {
+                            waiting.fetch_add(1, Ordering::SeqCst);
+                            arrived.send_modify(|n| *n += 1);
+                            let _ = released.wait_for(|r| *r).await;
+                            waiting.fetch_sub(1, Ordering::SeqCst);
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(hyper::body::Bytes::from("{}")),
+                            ))
+                        }
+                    });
+                    tokio::spawn(
+                        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(stream), service),
+                    );
+                }
+            }
+        });
+        let config = Config::new(format!("http://{address}").parse().unwrap());
+        let mut clients = WatchClients::http2(config);
+        // Two connections: the bound is shared, not per connection.
+        let watches: Vec<Client> = (0..WATCHES_PER_CONNECTION + 10)
+            .map(|_| clients.take().unwrap().1)
+            .collect();
+        assert_eq!(clients.clients.len(), 2);
+        let requests = REQUESTS_AT_ONCE + 8;
+        let mut sent = tokio::task::JoinSet::new();
+        for client in watches.iter().rev().take(requests) {
+            let client = client.clone();
+            sent.spawn(async move {
+                let request = http::Request::get("/api/v1/namespaces/a/secrets")
+                    .body(Vec::new())
+                    .unwrap();
+                client.request_text(request).await
+            });
+        }
+        arrivals.wait_for(|n| *n >= REQUESTS_AT_ONCE).await.unwrap();
+        // Nothing more arrives while those wait (a negative: given time to).
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(waiting.load(Ordering::SeqCst), REQUESTS_AT_ONCE);
+        release.send_replace(true);
+        let mut answered = 0;
+        while let Some(done) = sent.join_next().await {
+            assert_eq!(done.unwrap().unwrap(), "{}");
+            answered += 1;
+        }
+        assert_eq!(answered, requests);
+        server.abort();
     }
 }

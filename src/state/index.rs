@@ -255,6 +255,9 @@ pub struct Index {
     secret_watches: HashMap<String, SecretWatch>,
     /// How many of `secret_watches` have not listed yet (readiness waits for them).
     secret_watches_unlisted: usize,
+    /// Namespaces whose entry in `secret_watches` came, went or was made
+    /// again since [`Index::take_secret_watch_changes`] last looked.
+    secret_watch_changes: HashSet<String>,
     /// The generation the next watch gets.
     next_generation: u64,
     /// Namespaces being deleted whose watch ended once they held nothing of
@@ -300,6 +303,11 @@ impl Index {
         self.not_synced.insert(source.to_owned(), why.to_owned());
     }
 
+    /// Whether `source` has listed, and its watch is not failing.
+    pub fn source_synced(&self, source: &str) -> bool {
+        !self.not_synced.contains_key(source)
+    }
+
     /// `None` when every source is synced; otherwise which are not, and why.
     pub fn not_synced(&self) -> Option<String> {
         if self.not_synced.is_empty() {
@@ -324,6 +332,7 @@ impl Index {
             return;
         }
         self.next_generation += 1;
+        self.secret_watch_changes.insert(namespace.to_owned());
         self.secret_watches.insert(
             namespace.to_owned(),
             SecretWatch {
@@ -356,10 +365,11 @@ impl Index {
 
     /// Stops tracking the Secret watch of `namespace`, and forgets its Secrets and copies.
     pub fn unwatch_secrets_in(&mut self, namespace: &str) {
-        if let Some(watch) = self.secret_watches.remove(namespace)
-            && watch.state == WatchState::Unlisted
-        {
-            self.secret_watches_unlisted -= 1;
+        if let Some(watch) = self.secret_watches.remove(namespace) {
+            self.secret_watch_changes.insert(namespace.to_owned());
+            if watch.state == WatchState::Unlisted {
+                self.secret_watches_unlisted -= 1;
+            }
         }
         self.secrets.remove(namespace);
         self.retain_copies_in(namespace, |_| false);
@@ -392,6 +402,20 @@ impl Index {
         self.secret_watches
             .iter()
             .map(|(ns, w)| (ns.as_str(), w.generation))
+    }
+
+    /// The namespaces whose Secret watch came, went or was made again since
+    /// the last call, each with the generation its watch has now (`None`: not
+    /// watched). The watches' supervisor follows these, so that a change costs
+    /// it the namespaces that changed, not all of them.
+    pub fn take_secret_watch_changes(&mut self) -> Vec<(String, Option<u64>)> {
+        std::mem::take(&mut self.secret_watch_changes)
+            .into_iter()
+            .map(|namespace| {
+                let generation = self.secret_watch_generation(&namespace);
+                (namespace, generation)
+            })
+            .collect()
     }
 
     /// The generation of the Secret watch of `namespace`, if watched.
@@ -431,6 +455,11 @@ impl Index {
         } else {
             self.bound.remove(namespace);
         }
+    }
+
+    /// Whether credgate's RoleBinding is in `namespace`, as last seen.
+    pub fn is_bound(&self, namespace: &str) -> bool {
+        self.bound.contains(namespace)
     }
 
     /// Keeps only the bindings `keep` accepts, by namespace (after a full list).
@@ -1047,6 +1076,36 @@ mod tests {
         index.retain_workloads(WorkloadKind::CronJob, &keep);
         index.retain_workloads(WorkloadKind::Pod, &Default::default());
         assert_eq!(index.workload_count(), 2);
+    }
+
+    /// The supervisor of the Secret watches hears of each namespace whose
+    /// watch came, went or was made again, once, with its generation now.
+    #[test]
+    fn secret_watch_changes_name_each_namespace_once() {
+        let mut index = Index::default();
+        index.watch_secrets_in("a");
+        index.watch_secrets_in("b");
+        index.watch_secrets_in("a"); // already watched: no change
+        let mut changes = index.take_secret_watch_changes();
+        changes.sort();
+        let (a, b) = (
+            index.secret_watch_generation("a"),
+            index.secret_watch_generation("b"),
+        );
+        assert_eq!(changes, [("a".into(), a), ("b".into(), b)]);
+        assert!(index.take_secret_watch_changes().is_empty(), "taken");
+
+        // Dropped and watched again before the supervisor looks: one change,
+        // with the new generation (the old watch must stop).
+        index.unwatch_secrets_in("a");
+        index.watch_secrets_in("a");
+        let again = index.secret_watch_generation("a");
+        assert_ne!(again, a);
+        assert_eq!(index.take_secret_watch_changes(), [("a".into(), again)]);
+
+        index.unwatch_secrets_in("b");
+        index.unwatch_secrets_in("never-watched");
+        assert_eq!(index.take_secret_watch_changes(), [("b".into(), None)]);
     }
 
     #[test]
