@@ -14,22 +14,34 @@
 //! waiting for their answer's headers: a list, or a watch being set up (an
 //! open watch holds no place). 10,000 namespaces starting their watches at
 //! once would otherwise overflow the API server's queue for credgate
-//! (priority and fairness), and each refused watch (429) backs off.
+//! (priority and fairness), and each refused watch (429) backs off. A
+//! request takes its place when it is sent, not when the client is readied
+//! (as `tower::limit` does), so a request dropped while it waits holds none;
+//! and each connection is pinged, so requests on a connection that died
+//! quietly fail and give their places back.
 
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use kube::client::ConfigExt;
 use kube::{Client, Config};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
 
 /// Watches carried by one HTTP/2 connection, well under any server's bound.
 pub const WATCHES_PER_CONNECTION: usize = 100;
 
 /// Requests of all the watch clients waiting for an answer at once.
 pub const REQUESTS_AT_ONCE: usize = 32;
+
+/// How often an HTTP/2 connection is pinged, and how long its answer may take
+/// before the connection counts as dead.
+const PING_EVERY: Duration = Duration::from_secs(30);
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest wait for a TCP connection to the API server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where each namespace's watch gets its client: HTTP/2 clients made from
 /// one configuration, each with how many watches it carries.
@@ -88,6 +100,7 @@ impl WatchClients {
 fn http2_client(config: &Config, requests: Arc<Semaphore>) -> Result<Client, kube::Error> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
     let mut builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config.rustls_client_config()?)
         .https_or_http();
@@ -101,14 +114,26 @@ fn http2_client(config: &Config, requests: Arc<Semaphore>) -> Result<Client, kub
     let https = builder.enable_http2().wrap_connector(http);
     let http2 = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .http2_only(true)
+        .timer(TokioTimer::new())
+        .http2_keep_alive_interval(PING_EVERY)
+        .http2_keep_alive_timeout(PING_TIMEOUT)
+        .http2_keep_alive_while_idle(true)
         .build(https);
+    let limited = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+        let (http2, requests) = (http2.clone(), requests.clone());
+        async move {
+            // Held until the answer's headers come; given back if the
+            // request is dropped first. The semaphore is never closed.
+            let _place = requests.acquire_owned().await.ok();
+            http2.request(request).await
+        }
+    });
     let service = ServiceBuilder::new()
-        .layer(GlobalConcurrencyLimitLayer::with_semaphore(requests))
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
         .map_err(tower::BoxError::from)
-        .service(http2);
+        .service(limited);
     Ok(Client::new(service, config.default_namespace.clone()))
 }
 
@@ -180,28 +205,48 @@ mod tests {
             .map(|_| clients.take().unwrap().1)
             .collect();
         assert_eq!(clients.clients.len(), 2);
-        let requests = REQUESTS_AT_ONCE + 8;
+        let send = |set: &mut tokio::task::JoinSet<_>, clients: &[Client]| {
+            for client in clients {
+                let client = client.clone();
+                set.spawn(async move {
+                    let request = http::Request::get("/api/v1/namespaces/a/secrets")
+                        .body(Vec::new())
+                        .unwrap();
+                    client.request_text(request).await
+                });
+            }
+        };
+        // From the end: the second connection's 10 clients, then the first's.
+        let last = |n: usize| &watches[watches.len() - n..];
         let mut sent = tokio::task::JoinSet::new();
-        for client in watches.iter().rev().take(requests) {
-            let client = client.clone();
-            sent.spawn(async move {
-                let request = http::Request::get("/api/v1/namespaces/a/secrets")
-                    .body(Vec::new())
-                    .unwrap();
-                client.request_text(request).await
-            });
-        }
+        send(&mut sent, last(REQUESTS_AT_ONCE));
         arrivals.wait_for(|n| *n >= REQUESTS_AT_ONCE).await.unwrap();
-        // Nothing more arrives while those wait (a negative: given time to).
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // More requests wait in credgate: nothing more arrives (a negative,
+        // given time to).
+        let mut queued = tokio::task::JoinSet::new();
+        send(&mut queued, last(8));
+        tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(waiting.load(Ordering::SeqCst), REQUESTS_AT_ONCE);
+        // Those dropped while they wait keep no place.
+        queued.abort_all();
+        while queued.join_next().await.is_some() {}
         release.send_replace(true);
-        let mut answered = 0;
         while let Some(done) = sent.join_next().await {
             assert_eq!(done.unwrap().unwrap(), "{}");
-            answered += 1;
         }
-        assert_eq!(answered, requests);
+        // Now from the first connection only: the dropped requests were the
+        // second's, which must not have kept a place for itself.
+        release.send_replace(false);
+        send(&mut sent, &watches[..REQUESTS_AT_ONCE]);
+        let all_places = arrivals.wait_for(|n| *n >= 2 * REQUESTS_AT_ONCE);
+        tokio::time::timeout(Duration::from_secs(10), all_places)
+            .await
+            .expect("every place is free again")
+            .unwrap();
+        release.send_replace(true);
+        while let Some(done) = sent.join_next().await {
+            assert_eq!(done.unwrap().unwrap(), "{}");
+        }
         server.abort();
     }
 }

@@ -50,10 +50,16 @@ pub const GATE: &str = "cluster state";
 /// measures the peak with 30 MB of them).
 pub const WORKLOAD_PAGE: u32 = 20;
 
-/// Objects per page of a (re)list of metadata: each namespace's Secrets, and
-/// the Namespaces where the API server does not stream initial events;
-/// kube-runtime's default.
+/// Objects per page of a (re)list of metadata (Namespaces, credgate's
+/// RoleBindings), where the API server does not stream initial events:
+/// kube-runtime's default. Only administrators make these.
 const METADATA_PAGE: u32 = 500;
+
+/// Secrets per page of a namespace's (re)list. Tenants make these, each with
+/// up to 256 KiB of annotations (and their managed fields), and kube-rs holds
+/// a page twice (its text, then the objects): 20 bound that to about 20 MiB
+/// however a tenant fills a namespace.
+const SECRET_PAGE: u32 = 20;
 
 /// A watch of `api` whose initial state, and every relist, arrives as a
 /// stream of events (`sendInitialEvents`: served from the API server's cache,
@@ -61,9 +67,10 @@ const METADATA_PAGE: u32 = 500;
 /// in memory at a time. With 100,000 pods, pages of [`WORKLOAD_PAGE`] took
 /// minutes. A server that refuses it (the WatchList feature off, as by
 /// default in 1.33: 422 or 400) is listed in pages of `page` objects instead,
-/// for as long as the process lives.
+/// for as long as the process lives. `config` selects the objects (labels).
 pub fn initial_events<K>(
     api: Api<K>,
+    config: watcher::Config,
     page: u32,
 ) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send
 where
@@ -71,13 +78,15 @@ where
 {
     struct Watch<K> {
         api: Api<K>,
+        config: watcher::Config,
         page: u32,
         streaming: bool,
         events: futures::stream::BoxStream<'static, Result<Event<K>, watcher::Error>>,
     }
-    let events = watcher(api.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let events = watcher(api.clone(), config.clone().streaming_lists()).boxed();
     let start = Watch {
         api,
+        config,
         page,
         streaming: true,
         events,
@@ -88,7 +97,7 @@ where
                 Some(Err(error)) if watch.streaming && refuses_streaming(&error) => {
                     warn!(%error, "the API server does not stream initial events (WatchList); listing in pages instead");
                     watch.streaming = false;
-                    let paged = watcher::Config::default().page_size(watch.page);
+                    let paged = watch.config.clone().page_size(watch.page);
                     watch.events = watcher(watch.api.clone(), paged).boxed();
                 }
                 Some(item) => return Some((item, watch)),
@@ -307,7 +316,9 @@ pub async fn run(
     {
         let writer = writer.clone();
         let api = Api::<PartialObjectMeta<Namespace>>::all(client.clone());
-        let watch = move || initial_events(api.clone(), METADATA_PAGE).default_backoff();
+        let watch = move || {
+            initial_events(api.clone(), watcher::Config::default(), METADATA_PAGE).default_backoff()
+        };
         let namespaces = Namespaces {
             changed: outlets.namespaces_changed.clone(),
             credentials_namespace: credentials_namespace.clone(),
@@ -321,10 +332,8 @@ pub async fn run(
         let api = Api::<PartialObjectMeta<RoleBinding>>::all(client.clone());
         let selector = format!("{}=true", access::BINDING_LABEL);
         let watch = move || {
-            let config = watcher::Config::default()
-                .labels(&selector)
-                .streaming_lists();
-            watcher(api.clone(), config).default_backoff()
+            let config = watcher::Config::default().labels(&selector);
+            initial_events(api.clone(), config, METADATA_PAGE).default_backoff()
         };
         let bindings = Bindings {
             changed: outlets.namespaces_changed.clone(),
@@ -355,6 +364,12 @@ pub async fn run(
 
 /// Longest wait between two attempts to bind read access in a namespace.
 const GRANT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The wait after the `refusals`+1-th failed attempt in a row to bind read
+/// access: 250 ms, doubling, at most [`GRANT_BACKOFF_MAX`].
+fn grant_backoff(refusals: u32) -> std::time::Duration {
+    (std::time::Duration::from_millis(250) * 2u32.pow(refusals.min(7))).min(GRANT_BACKOFF_MAX)
+}
 
 /// Namespaces whose access is checked or bound, or whose Secrets are listed
 /// for the first time, at once (a start in a cluster with 10,000 projects
@@ -515,11 +530,10 @@ async fn watch_namespace(start: Start, watch_client: Client, writer: Writer, mut
         index.is_bound(&namespace)
     };
     if let Some(access) = access.as_ref().filter(|_| !bound) {
-        let mut wait = std::time::Duration::from_millis(250);
-        // Any version, from the API server's cache: this asks only whether
-        // credgate may list (a consistent read would also ask etcd for its
-        // current revision).
-        let probe = kube::api::ListParams::default().limit(1).match_any();
+        let mut refusals = 0;
+        // A consistent read: its `limit` holds on every API server (a read of
+        // any version from the cache may ignore it and return the namespace).
+        let probe = kube::api::ListParams::default().limit(1);
         loop {
             // Boxed: the watch that follows does not carry its size.
             let granted = Box::pin(async {
@@ -536,8 +550,8 @@ async fn watch_namespace(start: Start, watch_client: Client, writer: Writer, mut
             warn!(%namespace, %error, "could not bind credgate's read access to Secrets; retrying");
             let why = format!("credgate could not bind read access to its Secrets ({error})");
             writer.update(|index| index.set_secret_watch(&namespace, generation, Some(&why)));
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(GRANT_BACKOFF_MAX);
+            tokio::time::sleep(grant_backoff(refusals)).await;
+            refusals += 1;
         }
     }
     mirror.first_list = grants.acquire_owned().await.ok();
@@ -545,12 +559,23 @@ async fn watch_namespace(start: Start, watch_client: Client, writer: Writer, mut
     // from its cache's index by prefix, where a streamed start
     // (`sendInitialEvents`) copies every Secret of the cluster for each
     // namespace, which made 10,000 projects take minutes.
-    let listed = watcher::Config::default().page_size(METADATA_PAGE);
+    let listed = watcher::Config::default().page_size(SECRET_PAGE);
+    // Refusals in a row, across the watches `watch` makes.
+    let refusals = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let watch = move || {
-        let (client, access, namespace) = (client.clone(), access.clone(), namespace.clone());
+        let (client, access, namespace, refusals) = (
+            client.clone(),
+            access.clone(),
+            namespace.clone(),
+            refusals.clone(),
+        );
         watcher(api.clone(), listed.clone())
             .default_backoff()
             .then(move |event| {
+                use std::sync::atomic::Ordering::Relaxed;
+                if event.is_ok() {
+                    refusals.store(0, Relaxed);
+                }
                 // Someone removed the RoleBinding: bind again (the watch
                 // retries). Boxed, as it is rare: each of 10,000 watches
                 // would otherwise carry the binding's state.
@@ -558,10 +583,15 @@ async fn watch_namespace(start: Start, watch_client: Client, writer: Writer, mut
                 let Some(access) = access.clone().filter(|_| refused) else {
                     return Either::Left(futures::future::ready(event));
                 };
+                let wait = grant_backoff(refusals.fetch_add(1, Relaxed));
                 let (client, namespace) = (client.clone(), namespace.clone());
                 Either::Right(Box::pin(async move {
                     if let Err(error) = access.grant(&client, &namespace).await {
                         warn!(%namespace, %error, "could not bind credgate's read access to Secrets again");
+                        // Refused again (say, a look-alike binding where
+                        // credgate may not replace it): wait longer each time,
+                        // so as not to ask the API server every second.
+                        tokio::time::sleep(wait).await;
                     }
                     event
                 }))
@@ -582,7 +612,9 @@ impl KindVisitor for WatchKind {
     type Output = futures::future::BoxFuture<'static, &'static str>;
     fn visit<K: Workload>(self) -> Self::Output {
         let api = Api::<K>::all(self.client);
-        let watch = move || initial_events(api.clone(), WORKLOAD_PAGE).default_backoff();
+        let watch = move || {
+            initial_events(api.clone(), watcher::Config::default(), WORKLOAD_PAGE).default_backoff()
+        };
         Box::pin(async move {
             self.writer
                 .mirror(watch, Workloads::<K>(std::marker::PhantomData))
@@ -873,6 +905,15 @@ mod tests {
 
     /// A server without WatchList (422 to `sendInitialEvents`) is listed in
     /// pages instead, and the watch syncs all the same.
+    #[test]
+    fn binding_attempts_back_off_to_half_a_minute() {
+        let waits: Vec<u64> = [0, 1, 2, 6, 7, 8, 1000]
+            .into_iter()
+            .map(|n| grant_backoff(n).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [250, 500, 1000, 16_000, 30_000, 30_000, 30_000]);
+    }
+
     #[tokio::test]
     async fn a_server_that_does_not_stream_initial_events_is_listed() {
         use serde_json::json;
@@ -888,6 +929,8 @@ mod tests {
                 (200, json!(null))
             } else {
                 assert!(query.contains("limit=7"), "{query}");
+                // The selection holds in pages too.
+                assert!(query.contains("labelSelector=team%3Da"), "{query}");
                 (
                     200,
                     json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {"resourceVersion": "5"},
@@ -907,10 +950,14 @@ mod tests {
             )
         });
         let client = Client::new(service, "default");
-        let events: Vec<_> = initial_events(Api::<Namespace>::all(client), 7)
-            .take(3)
-            .collect()
-            .await;
+        let events: Vec<_> = initial_events(
+            Api::<Namespace>::all(client),
+            watcher::Config::default().labels("team=a"),
+            7,
+        )
+        .take(3)
+        .collect()
+        .await;
         let names: Vec<String> = events
             .into_iter()
             .map(|e| match e.expect("no error reaches the mirror") {
