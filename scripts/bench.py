@@ -18,7 +18,9 @@
 3. /mutate at a fixed 1,000 req/s: p99 and p99.9.
 4. Scale (also alone with BENCH_ONLY=scale, into target/bench/scale.json):
    the local apiserver filled with namespaces, credential Secrets and
-   pods; credgate's time to /readyz, RSS after sync, decision p99 vs empty.
+   pods; credgate's time to /readyz, RSS after sync, decision p99 vs empty
+   (the median of BENCH_DECISION_RUNS runs of 10 s at 200 req/s, default 1;
+   issue 19's figure takes 3).
    The default (2,000 namespaces) keeps `make bench` near 20 minutes; issue
    19's at-scale figure is BENCH_SCALE=10000,5,10 (longer).
 5. criterion micro-benchmarks of the pure decision paths and of whole reviews.
@@ -238,8 +240,39 @@ def control_plane_cores(measure, **more):
     return out, {n: round((cpu_seconds(pid) - c0[n]) / secs, 3) for n, pid in pids.items()}
 
 
-def decisions(port, bodies, rate=200, secs=10):
-    return {name: oha(f"https://127.0.0.1:{port}/{path}", body, secs, rate=rate, connections=10) for name, (path, body) in bodies.items()}
+DECISION_RUNS = int(os.environ.get("BENCH_DECISION_RUNS", "1"))
+
+
+def decisions(port, bodies, control_port=None, rate=200, secs=10, runs=DECISION_RUNS):
+    """Each body at `rate` req/s over 10 connections, in `runs` runs of `secs`
+    interleaved. p50 and p99 are the medians of the runs' (one run's p99 rests
+    on its 20 slowest answers); the worst run's p99 and every run are kept.
+    With `control_port`, /mutate is timed on the control too, right after
+    credgate in each run (key "control_mutate")."""
+    got = {name: [] for name in bodies}
+    if control_port:
+        got["control_mutate"] = []
+    for _ in range(runs):
+        for name, (path, body) in bodies.items():
+            got[name].append(oha(f"https://127.0.0.1:{port}/{path}", body, secs, rate=rate, connections=10))
+            if control_port and name == "mutate":
+                got["control_mutate"].append(oha(f"https://127.0.0.1:{control_port}/mutate", body, secs, rate=rate, connections=10))
+    return {name: {"p50_ms": statistics.median(r["p50_ms"] for r in rs),
+                   "p99_ms": statistics.median(r["p99_ms"] for r in rs),
+                   "p99_ms_worst_run": max(r["p99_ms"] for r in rs),
+                   "runs": rs} for name, rs in got.items()}
+
+
+def start_control(port):
+    """The control of the scale step: examples/serve_snapshot, credgate's
+    server and decisions over a fixed one-project snapshot (bench-p), with no
+    API server and no watch. Timed beside credgate in both states, it shows
+    what the filled machine alone does to the figures."""
+    p = start(f"control-{port}", [REPO / "target/release/examples/serve_snapshot", f"127.0.0.1:{port}",
+                                  OUT / "certs/tls.crt", OUT / "certs/tls.key"])
+    body = (OUT / "bodies" / "mutate.json").read_bytes()
+    wait_until("serve_snapshot", 30, lambda: b'"patch"' in post(f"https://127.0.0.1:{port}/mutate", body))
+    return p
 
 
 PEER_PODS = {1: int(os.environ.get("BENCH_PEER_PODS_1", "200")), 20: int(os.environ.get("BENCH_PEER_PODS_20", "600"))}
@@ -620,13 +653,17 @@ def main():
 
         decision_bodies = {"mutate": ("mutate", bodies / "mutate.json"), "delete_in_use": ("validate", bodies / "delete.json"),
                            "delete_cluster_scope": ("validate", bodies / "delete-cluster.json")}
+        control_port = free_port()
+        control = start_control(control_port)
         quiet = wait_quiet(limit=0.10, secs=600)
         # Measured once credgate has settled too (its first reconciles after /readyz).
         settled = wait_quiet(limit=0.10, secs=120)
-        measured, cores = control_plane_cores(lambda: decisions(port, decision_bodies), credgate=credgate.pid)
+        measured, cores = control_plane_cores(lambda: decisions(port, decision_bodies, control_port), credgate=credgate.pid,
+                                              control=control.pid)
         empty = {"ready_s": round(ready, 2), "rss_mib": round(rss_mib(credgate.pid), 1), "cpu_busy_before": quiet,
                  "cpu_busy_after_ready": settled, "control_plane_cores_during": cores, "decisions": measured}
         stop(credgate)
+        stop(control)
 
         log(f"scale: filling the apiserver with {NAMESPACES} namespaces, {NAMESPACES * SECRETS_PER_NS} Secrets, {NAMESPACES * PODS_PER_NS} pods")
         fill = json.loads(sh(REPO / "target/release/examples/fill_cluster", NAMESPACES, SECRETS_PER_NS, PODS_PER_NS, 32))
@@ -634,13 +671,18 @@ def main():
         quiet = wait_quiet(limit=0.10, secs=600)
         credgate, ready = start_credgate(kubeconfig, port, admin)
         rss = round(rss_mib(credgate.pid), 1)
+        control = start_control(control_port)
         settled = wait_quiet(limit=0.10, secs=120)
-        measured, cores = control_plane_cores(lambda: decisions(port, decision_bodies), credgate=credgate.pid)
+        measured, cores = control_plane_cores(lambda: decisions(port, decision_bodies, control_port), credgate=credgate.pid,
+                                              control=control.pid)
         full = {"ready_s": round(ready, 2), "rss_mib": rss, "cpu_busy_before": quiet,
                 "cpu_busy_after_ready": settled, "control_plane_cores_during": cores, "decisions": measured}
         stop(credgate)
+        stop(control)
+        measured_keys = list(decision_bodies) + ["control_mutate"]
         results["scale"] = {"fill": fill, "empty": empty, "full": full,
-                            "p99_ratio": {k: round(full["decisions"][k]["p99_ms"] / empty["decisions"][k]["p99_ms"], 3) for k in decision_bodies}}
+                            "p99_ratio": {k: round(full["decisions"][k]["p99_ms"] / empty["decisions"][k]["p99_ms"], 3) for k in measured_keys},
+                            "p50_ratio": {k: round(full["decisions"][k]["p50_ms"] / empty["decisions"][k]["p50_ms"], 3) for k in measured_keys}}
 
     finally:
         for p in started:
