@@ -731,7 +731,8 @@ def table(r):
     for e, c in r["ceiling"].items():
         for i, run in enumerate(c["runs"]):
             lines.append(f"  /{e} pair {i + 1:<22}{run['baseline']['rps']:>12.0f}{run['credgate']['rps']:>12.0f}{run['ratio']:>8.3f}")
-        lines.append(f"  /{e} median ratio (target >= 0.75){'':<0}{c['median_ratio']:>28.3f}")
+        target = {"mutate": ">= 0.6, goal 0.75", "validate": ">= 0.8"}[e]
+        lines.append(f"  /{e} median ratio (target {target})".ljust(58) + f"{c['median_ratio']:>8.3f}")
         p = c["runs"][-1]["credgate"]
         lines.append(f"  /{e} latency at full load: p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms, p99.9 {p['p99_9_ms']} ms")
     f = r["fixed_rate_mutate_1000"]
