@@ -19,10 +19,10 @@
 4. Scale (also alone with BENCH_ONLY=scale, into target/bench/scale.json):
    the local apiserver filled with namespaces, credential Secrets and
    pods; credgate's time to /readyz, RSS after sync, decision p99 vs empty
-   (the median of BENCH_DECISION_RUNS runs of 10 s at 200 req/s, default 1;
-   issue 19's figure takes 3).
-   The default (2,000 namespaces) keeps `make bench` near 20 minutes; issue
-   19's at-scale figure is BENCH_SCALE=10000,5,10 (longer).
+   (the median of BENCH_DECISION_RUNS runs of 10 s at 200 req/s, default 1),
+   with a control timed beside credgate (see start_control).
+   The default (2,000 namespaces) keeps `make bench` under 20 minutes; issue
+   19's at-scale figure is BENCH_SCALE=10000,5,10 BENCH_DECISION_RUNS=4 (longer).
 5. criterion micro-benchmarks of the pure decision paths and of whole reviews.
 
 Results: target/bench/results.json and a text table (also target/bench/results.txt).
@@ -240,35 +240,49 @@ def control_plane_cores(measure, **more):
     return out, {n: round((cpu_seconds(pid) - c0[n]) / secs, 3) for n, pid in pids.items()}
 
 
-DECISION_RUNS = int(os.environ.get("BENCH_DECISION_RUNS", "1"))
+DECISION_RUNS = max(1, int(os.environ.get("BENCH_DECISION_RUNS", "1")))
 
 
-def decisions(port, bodies, control_port=None, rate=200, secs=10, runs=DECISION_RUNS):
+def decisions(port, bodies, control=None, pid=None, rate=200, secs=10, runs=DECISION_RUNS):
     """Each body at `rate` req/s over 10 connections, in `runs` runs of `secs`
     interleaved. p50 and p99 are the medians of the runs' (one run's p99 rests
-    on its 20 slowest answers); the worst run's p99 and every run are kept.
-    With `control_port`, /mutate is timed on the control too, right after
-    credgate in each run (key "control_mutate")."""
+    on its 20 slowest answers; with an even number of runs, the mean of the
+    middle two); the worst run's p99 and every run are kept. Each run also
+    records the server's CPU per request (from /proc, `pid`).
+    With `control` (port, pid), /mutate is timed on the control too, next to
+    credgate in each run: after it in odd runs, before it in even ones, so
+    that a machine settling during the runs favours neither (key
+    "control_mutate")."""
+    def timed(url, body, server_pid):
+        c0 = cpu_seconds(server_pid) if server_pid else 0.0
+        r = oha(url, body, secs, rate=rate, connections=10)
+        if server_pid:
+            r["cpu_us_per_request"] = round((cpu_seconds(server_pid) - c0) / max(1, r["rps"] * secs) * 1e6, 1)
+        return r
+
     got = {name: [] for name in bodies}
-    if control_port:
+    if control:
         got["control_mutate"] = []
-    for _ in range(runs):
+    for i in range(runs):
         for name, (path, body) in bodies.items():
-            got[name].append(oha(f"https://127.0.0.1:{port}/{path}", body, secs, rate=rate, connections=10))
-            if control_port and name == "mutate":
-                got["control_mutate"].append(oha(f"https://127.0.0.1:{control_port}/mutate", body, secs, rate=rate, connections=10))
+            paired = control and name == "mutate"
+            if paired and i % 2 == 1:
+                got["control_mutate"].append(timed(f"https://127.0.0.1:{control[0]}/mutate", body, control[1]))
+            got[name].append(timed(f"https://127.0.0.1:{port}/{path}", body, pid))
+            if paired and i % 2 == 0:
+                got["control_mutate"].append(timed(f"https://127.0.0.1:{control[0]}/mutate", body, control[1]))
     return {name: {"p50_ms": statistics.median(r["p50_ms"] for r in rs),
                    "p99_ms": statistics.median(r["p99_ms"] for r in rs),
                    "p99_ms_worst_run": max(r["p99_ms"] for r in rs),
                    "runs": rs} for name, rs in got.items()}
 
 
-def start_control(port):
+def start_control(port, state):
     """The control of the scale step: examples/serve_snapshot, credgate's
     server and decisions over a fixed one-project snapshot (bench-p), with no
     API server and no watch. Timed beside credgate in both states, it shows
     what the filled machine alone does to the figures."""
-    p = start(f"control-{port}", [REPO / "target/release/examples/serve_snapshot", f"127.0.0.1:{port}",
+    p = start(f"control-{state}", [REPO / "target/release/examples/serve_snapshot", f"127.0.0.1:{port}",
                                   OUT / "certs/tls.crt", OUT / "certs/tls.key"])
     body = (OUT / "bodies" / "mutate.json").read_bytes()
     wait_until("serve_snapshot", 30, lambda: b'"patch"' in post(f"https://127.0.0.1:{port}/mutate", body))
@@ -654,11 +668,11 @@ def main():
         decision_bodies = {"mutate": ("mutate", bodies / "mutate.json"), "delete_in_use": ("validate", bodies / "delete.json"),
                            "delete_cluster_scope": ("validate", bodies / "delete-cluster.json")}
         control_port = free_port()
-        control = start_control(control_port)
+        control = start_control(control_port, "empty")
         quiet = wait_quiet(limit=0.10, secs=600)
         # Measured once credgate has settled too (its first reconciles after /readyz).
         settled = wait_quiet(limit=0.10, secs=120)
-        measured, cores = control_plane_cores(lambda: decisions(port, decision_bodies, control_port), credgate=credgate.pid,
+        measured, cores = control_plane_cores(lambda: decisions(port, decision_bodies, (control_port, control.pid), credgate.pid), credgate=credgate.pid,
                                               control=control.pid)
         empty = {"ready_s": round(ready, 2), "rss_mib": round(rss_mib(credgate.pid), 1), "cpu_busy_before": quiet,
                  "cpu_busy_after_ready": settled, "control_plane_cores_during": cores, "decisions": measured}
@@ -671,9 +685,9 @@ def main():
         quiet = wait_quiet(limit=0.10, secs=600)
         credgate, ready = start_credgate(kubeconfig, port, admin)
         rss = round(rss_mib(credgate.pid), 1)
-        control = start_control(control_port)
+        control = start_control(control_port, "full")
         settled = wait_quiet(limit=0.10, secs=120)
-        measured, cores = control_plane_cores(lambda: decisions(port, decision_bodies, control_port), credgate=credgate.pid,
+        measured, cores = control_plane_cores(lambda: decisions(port, decision_bodies, (control_port, control.pid), credgate.pid), credgate=credgate.pid,
                                               control=control.pid)
         full = {"ready_s": round(ready, 2), "rss_mib": rss, "cpu_busy_before": quiet,
                 "cpu_busy_after_ready": settled, "control_plane_cores_during": cores, "decisions": measured}
