@@ -250,9 +250,9 @@ def decisions(port, bodies, control=None, pid=None, rate=200, secs=10, runs=DECI
     middle two); the worst run's p99 and every run are kept. Each run also
     records the server's CPU per request (from /proc, `pid`).
     With `control` (port, pid), /mutate is timed on the control too, next to
-    credgate in each run: after it in odd runs, before it in even ones, so
-    that a machine settling during the runs favours neither (key
-    "control_mutate")."""
+    credgate in each run: after it in the 1st, 3rd, ... runs and before it in
+    the others, so that a machine settling during the runs favours neither
+    (key "control_mutate")."""
     def timed(url, body, server_pid):
         c0 = cpu_seconds(server_pid) if server_pid else 0.0
         r = oha(url, body, secs, rate=rate, connections=10)
@@ -265,12 +265,13 @@ def decisions(port, bodies, control=None, pid=None, rate=200, secs=10, runs=DECI
         got["control_mutate"] = []
     for i in range(runs):
         for name, (path, body) in bodies.items():
-            paired = control and name == "mutate"
-            if paired and i % 2 == 1:
-                got["control_mutate"].append(timed(f"https://127.0.0.1:{control[0]}/mutate", body, control[1]))
-            got[name].append(timed(f"https://127.0.0.1:{port}/{path}", body, pid))
-            if paired and i % 2 == 0:
-                got["control_mutate"].append(timed(f"https://127.0.0.1:{control[0]}/mutate", body, control[1]))
+            order = [(name, f"https://127.0.0.1:{port}/{path}", pid)]
+            if control and name == "mutate":
+                order.append(("control_mutate", f"https://127.0.0.1:{control[0]}/mutate", control[1]))
+                if i % 2 == 1:
+                    order.reverse()
+            for key, url, server_pid in order:
+                got[key].append(timed(url, body, server_pid))
     return {name: {"p50_ms": statistics.median(r["p50_ms"] for r in rs),
                    "p99_ms": statistics.median(r["p99_ms"] for r in rs),
                    "p99_ms_worst_run": max(r["p99_ms"] for r in rs),
