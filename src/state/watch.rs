@@ -61,6 +61,20 @@ const METADATA_PAGE: u32 = 500;
 /// however a tenant fills a namespace.
 const SECRET_PAGE: u32 = 20;
 
+/// How long a namespace's Secret watch lasts before it is made again, in
+/// seconds: drawn once per watch from `[5, 10)` minutes, as client-go's
+/// reflectors do. kube-rs asks every watch for 290 s; 10,000 watches started
+/// together then all came back together every 290 s, a wave of requests to
+/// the API server (and through credgate's workers) every five minutes. Each
+/// namespace's watch rides an HTTP/2 connection that is pinged, so a longer
+/// watch does not hide a dead connection.
+const SECRET_WATCH_SECONDS: std::ops::Range<u32> = 300..600;
+
+/// A watch length from [`SECRET_WATCH_SECONDS`], different for each watch.
+fn secret_watch_seconds() -> u32 {
+    fastrand::u32(SECRET_WATCH_SECONDS)
+}
+
 /// A watch of `api` whose initial state, and every relist, arrives as a
 /// stream of events (`sendInitialEvents`: served from the API server's cache,
 /// on by default since Kubernetes 1.34): no pages to wait for, and one object
@@ -559,7 +573,9 @@ async fn watch_namespace(start: Start, watch_client: Client, writer: Writer, mut
     // from its cache's index by prefix, where a streamed start
     // (`sendInitialEvents`) copies every Secret of the cluster for each
     // namespace, which made 10,000 projects take minutes.
-    let listed = watcher::Config::default().page_size(SECRET_PAGE);
+    let listed = watcher::Config::default()
+        .page_size(SECRET_PAGE)
+        .timeout(secret_watch_seconds());
     // Refusals in a row, across the watches `watch` makes.
     let refusals = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let watch = move || {
@@ -905,6 +921,14 @@ mod tests {
 
     /// A server without WatchList (422 to `sendInitialEvents`) is listed in
     /// pages instead, and the watch syncs all the same.
+    #[test]
+    fn namespace_watches_last_five_to_ten_minutes_each_its_own() {
+        let lengths: HashSet<u32> = (0..100).map(|_| secret_watch_seconds()).collect();
+        assert!(lengths.iter().all(|s| SECRET_WATCH_SECONDS.contains(s)));
+        // Spread, not one length for all: 100 draws from 300 values.
+        assert!(lengths.len() > 50, "{lengths:?}");
+    }
+
     #[test]
     fn binding_attempts_back_off_to_half_a_minute() {
         let waits: Vec<u64> = [0, 1, 2, 6, 7, 8, 1000]
