@@ -62,12 +62,14 @@ const METADATA_PAGE: u32 = 500;
 const SECRET_PAGE: u32 = 20;
 
 /// How long a namespace's Secret watch lasts before it is made again, in
-/// seconds: drawn once per watch from `[5, 10)` minutes, as client-go's
-/// reflectors do. kube-rs asks every watch for 290 s; 10,000 watches started
-/// together then all came back together every 290 s, a wave of requests to
-/// the API server (and through credgate's workers) every five minutes. Each
-/// namespace's watch rides an HTTP/2 connection that is pinged, so a longer
-/// watch does not hide a dead connection.
+/// seconds: drawn from `[5, 10)` minutes (client-go's reflectors' range) once
+/// for each namespace's watcher, which keeps its length. kube-rs asks every
+/// watch for 290 s; 10,000 watches started together then all came back
+/// together every 290 s, a wave of requests to the API server (and through
+/// credgate's workers). Each namespace's watch rides an HTTP/2 connection
+/// that is pinged every 30 s, so a dead connection is still found in under a
+/// minute; a stream stalled on a live connection now waits up to the watch's
+/// length (plus kube-rs's 5 s) instead of 295 s.
 const SECRET_WATCH_SECONDS: std::ops::Range<u32> = 300..600;
 
 /// A watch length from [`SECRET_WATCH_SECONDS`], different for each watch.
@@ -919,8 +921,6 @@ impl<K: Workload> Mirror for Workloads<K> {
 #[cfg(test)]
 mod tests {
 
-    /// A server without WatchList (422 to `sendInitialEvents`) is listed in
-    /// pages instead, and the watch syncs all the same.
     #[test]
     fn namespace_watches_last_five_to_ten_minutes_each_its_own() {
         let lengths: HashSet<u32> = (0..100).map(|_| secret_watch_seconds()).collect();
@@ -938,6 +938,8 @@ mod tests {
         assert_eq!(waits, [250, 500, 1000, 16_000, 30_000, 30_000, 30_000]);
     }
 
+    /// A server without WatchList (422 to `sendInitialEvents`) is listed in
+    /// pages instead, and the watch syncs all the same.
     #[tokio::test]
     async fn a_server_that_does_not_stream_initial_events_is_listed() {
         use serde_json::json;
