@@ -251,9 +251,10 @@ DECISION_RUNS = max(1, int(os.environ.get("BENCH_DECISION_RUNS", "1")))
 CALLS_API = {"delete_cluster_scope"}
 # A decision run during which the control plane (kube-apiserver, etcd,
 # kube-controller-manager) used more than this many cores is set aside and
-# timed again: with 100,000 pods in its cache, kube-apiserver's garbage
-# collection takes 0.5 to 1 core for 5 to 10 s about every two minutes, which
-# is the machine, not the decision. At rest, the three use about 0.03 to 0.07
+# timed again: with 100,000 pods in its cache, kube-apiserver takes 0.2 to 1
+# core for 5 to 10 s five or six times in ten minutes, whatever credgate does
+# (cause not confirmed; some come two minutes apart, Go's forced garbage
+# collection period), which is the machine, not the decision. At rest, the three use about 0.03 to 0.07
 # cores; in the quiet runs of a full cluster, with two credgates watching,
 # 0.07 to 0.11.
 QUIET_CORES = float(os.environ.get("BENCH_QUIET_CORES", "0.12"))

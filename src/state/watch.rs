@@ -72,7 +72,7 @@ const SECRET_PAGE: u32 = 20;
 /// length (plus kube-rs's 5 s) instead of 295 s.
 const SECRET_WATCH_SECONDS: std::ops::Range<u32> = 300..600;
 
-/// A watch length from [`SECRET_WATCH_SECONDS`], different for each watch.
+/// A watch length from [`SECRET_WATCH_SECONDS`], drawn anew for each namespace's watcher.
 fn secret_watch_seconds() -> u32 {
     fastrand::u32(SECRET_WATCH_SECONDS)
 }
