@@ -44,16 +44,14 @@ fn main() {
     let annotations = support::annotations(&pod);
     for _ in 0..100_000 {
         let started = Instant::now();
-        let mutation = mutate::pod(
-            &settings,
-            &index,
-            "team-a",
-            annotations.as_ref(),
-            pod.get("spec"),
-        )
-        .unwrap();
+        let spec = pod.get("spec");
+        let plan = mutate::pod(&settings, &index, "team-a", annotations.as_ref(), spec).unwrap();
+        let patch = mutate::pod_inject(&settings.fetchers, spec, &plan)
+            .additions
+            .patch_json(spec)
+            .unwrap();
         samples.push(started.elapsed());
-        assert!(!mutation.ops.is_empty());
+        assert!(!patch.is_empty());
     }
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];

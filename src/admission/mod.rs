@@ -171,7 +171,7 @@ impl Admission {
                 };
             }
         };
-        let (verdict, ops) = self.decide(endpoint, &req).await;
+        let (verdict, patch) = self.decide(endpoint, &req).await;
         let mut answer = Answer::allow(req.uid.clone());
         let decision = match verdict {
             Err(Deny(message)) => {
@@ -180,14 +180,13 @@ impl Admission {
             }
             Ok(Allow { warnings }) => {
                 answer.warnings = warnings;
-                if ops.is_empty() {
+                if patch.is_empty() {
                     Decision::Allowed
                 } else {
-                    match answer.set_patch(&ops) {
+                    match answer.set_patch(&patch) {
                         Ok(()) => Decision::Patched,
                         Err(error) => {
-                            answer = answer
-                                .deny(format!("credgate could not encode its patch: {error}"));
+                            answer = answer.deny(unencodable(&error).0);
                             Decision::Denied
                         }
                     }
@@ -221,11 +220,7 @@ impl Admission {
         }
     }
 
-    async fn decide(
-        &self,
-        endpoint: Endpoint,
-        req: &Request<'_>,
-    ) -> (Verdict, Vec<PatchOperation>) {
+    async fn decide(&self, endpoint: Endpoint, req: &Request<'_>) -> (Verdict, Patch) {
         let route = Route::of(req);
         if route.is_some() {
             self.await_secrets(req.namespace.as_deref().unwrap_or_default())
@@ -235,7 +230,7 @@ impl Admission {
             (_, Some(Route::Secret)) => self.secret(endpoint, req).await,
             (Endpoint::Mutate, Some(Route::Pod)) => self.pod(req).await,
             (Endpoint::Validate, Some(Route::Workload(kind))) => {
-                (self.workload(kind, req), Vec::new())
+                (self.workload(kind, req), Patch::new())
             }
             _ => (
                 Err(Deny(format!(
@@ -247,10 +242,29 @@ impl Admission {
                         .unwrap_or_default(),
                     endpoint.as_str()
                 ))),
-                Vec::new(),
+                Patch::new(),
             ),
         }
     }
+}
+
+/// A patch as the answer carries it: RFC 6902 JSON, empty for none.
+type Patch = Vec<u8>;
+
+/// The JSON of `ops`; empty when there are none.
+fn patch_json(ops: &[PatchOperation]) -> Result<Patch, Deny> {
+    if ops.is_empty() {
+        return Ok(Patch::new());
+    }
+    serde_json::to_vec(ops).map_err(|error| unencodable(&error))
+}
+
+/// The denial when credgate cannot write its patch (the types it writes
+/// always encode; this keeps a pod from going in without its injection).
+fn unencodable(error: &serde_json::Error) -> Deny {
+    Deny(format!(
+        "credgate could not encode its patch ({error}); this is a credgate bug, report it"
+    ))
 }
 
 /// Which handler a request goes to: one per kind of object.

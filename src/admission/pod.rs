@@ -2,13 +2,12 @@
 //! copies a pod needs made first, and the record that keeps its credentials
 //! from being deleted under it.
 
-use json_patch::PatchOperation;
 use kube::core::admission;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use super::Admission;
 use super::review::Request;
+use super::{Admission, Patch, unencodable};
 use crate::model::copy::copy_name;
 use crate::policy::{Allow, Deny, Verdict, mutate, validate};
 use crate::propagation::copies::Source;
@@ -41,56 +40,58 @@ struct PodMeta {
 const POD_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Admission {
-    /// Reads only what the decision needs of the Pod, and gives its spec to
-    /// the patch when it folds it (see [`crate::policy::patch::collapse_spec`]).
-    pub(super) async fn pod(&self, req: &Request<'_>) -> (Verdict, Vec<PatchOperation>) {
+    /// Reads only what the decision needs of the Pod, and writes the patch
+    /// from its spec (see [`crate::policy::patch::SpecAdditions::patch_json`]).
+    pub(super) async fn pod(&self, req: &Request<'_>) -> (Verdict, Patch) {
         if req.operation != admission::Operation::Create {
-            return (Ok(Allow::default()), Vec::new());
+            return (Ok(Allow::default()), Patch::new());
         }
-        let mut object = match req.read::<Pod>(false) {
+        let object = match req.read::<Pod>(false) {
             Ok(Some(object)) => object,
-            Ok(None) => return (Err(Deny("the request carries no Pod".into())), Vec::new()),
-            Err(why) => return (Err(Deny(why)), Vec::new()),
+            Ok(None) => return (Err(Deny("the request carries no Pod".into())), Patch::new()),
+            Err(why) => return (Err(Deny(why)), Patch::new()),
         };
         let namespace = req.namespace.as_deref().unwrap_or_default();
         let (annotations, spec) = (object.metadata.annotations.as_ref(), object.spec.as_ref());
         // Parsing and injection read no state: only resolving holds the snapshot's lock.
         let requests = match mutate::pod_requests(annotations, spec) {
             Ok(requests) => requests,
-            Err(deny) => return (Err(deny), Vec::new()),
+            Err(deny) => return (Err(deny), Patch::new()),
         };
         let plan = {
             let index = self.index.read().unwrap_or_else(|e| e.into_inner());
             validate::synced(&self.settings, &index, namespace)
                 .and_then(|()| mutate::pod_plan(&self.settings, &index, namespace, &requests, spec))
         };
-        let mutation = match plan {
-            Ok(plan) => mutate::pod_inject(&self.settings.fetchers, spec, plan),
-            Err(deny) => return (Err(deny), Vec::new()),
+        let plan = match plan {
+            Ok(plan) => plan,
+            Err(deny) => return (Err(deny), Patch::new()),
         };
         if !req.dry_run
-            && let Err(deny) = self
-                .ensure_copies(namespace, &mutation.missing_copies)
-                .await
+            && let Err(deny) = self.ensure_copies(namespace, &plan.missing_copies).await
         {
-            return (Err(deny), Vec::new());
+            return (Err(deny), Patch::new());
         }
         let name = PodName::new(
             object.metadata.name.as_deref(),
             object.metadata.generate_name.as_deref(),
         );
         if let Err(deny) = self
-            .note_pod(namespace, name, &mutation.uses, req.dry_run)
+            .note_pod(namespace, name, &plan.uses, req.dry_run)
             .await
         {
-            return (Err(deny), Vec::new());
+            return (Err(deny), Patch::new());
         }
-        (
-            Ok(Allow {
-                warnings: mutation.warnings,
-            }),
-            crate::policy::patch::collapse_spec(object.spec.as_mut(), mutation.ops),
-        )
+        let injection = mutate::pod_inject(&self.settings.fetchers, spec, &plan);
+        match injection.additions.patch_json(spec) {
+            Ok(patch) => (
+                Ok(Allow {
+                    warnings: injection.warnings,
+                }),
+                patch,
+            ),
+            Err(error) => (Err(unencodable(&error)), Patch::new()),
+        }
     }
 
     /// A pod about to be admitted is recorded until the watch shows it (see

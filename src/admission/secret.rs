@@ -2,13 +2,12 @@
 //! DELETE, the in-use records and the live check; for an existing-secret
 //! credential, its claim); `/mutate` stamps the credential.
 
-use json_patch::PatchOperation;
 use k8s_openapi::api::core::v1::Secret;
 use std::time::Instant;
 use tracing::warn;
 
 use super::claims::{self, Claim};
-use super::{Admission, Endpoint, change, typed};
+use super::{Admission, Endpoint, Patch, change, patch_json, typed};
 use crate::model::credential::{annotation, secret_meta};
 use crate::policy::{Allow, Change, Deny, Operation, Verdict, mutate, rights, validate};
 use crate::state::index::Index;
@@ -31,10 +30,10 @@ impl Admission {
         &self,
         endpoint: Endpoint,
         req: &super::review::Request<'_>,
-    ) -> (Verdict, Vec<PatchOperation>) {
+    ) -> (Verdict, Patch) {
         let (object, old_object) = match typed::<Secret>(req) {
             Ok(objects) => objects,
-            Err(deny) => return (Err(deny), Vec::new()),
+            Err(deny) => return (Err(deny), Patch::new()),
         };
         let change = change(req, object.as_ref(), old_object.as_ref());
         match endpoint {
@@ -44,7 +43,7 @@ impl Admission {
                 // once, with no rule and no API call, so it never slows down (or
                 // wedges) the namespace controller.
                 if change.operation == Operation::Delete && self.terminating(change.namespace) {
-                    return (Ok(Allow::default()), Vec::new());
+                    return (Ok(Allow::default()), Patch::new());
                 }
                 // A Secret being deleted is on its way out (no new workload may
                 // name it): an UPDATE of it, such as a controller removing its
@@ -54,7 +53,7 @@ impl Admission {
                         .old_object
                         .is_some_and(|old| old.metadata.deletion_timestamp.is_some())
                 {
-                    return (Ok(Allow::default()), Vec::new());
+                    return (Ok(Allow::default()), Patch::new());
                 }
                 // Rights per scope first: a write the requester may not make
                 // leaves no record and no claim.
@@ -62,7 +61,7 @@ impl Admission {
                 if let (false, Some(client)) = (needed.is_empty(), &self.client)
                     && let Err(deny) = self.rights.check(client, &req.user_info, &needed).await
                 {
-                    return (Err(deny), Vec::new());
+                    return (Err(deny), Patch::new());
                 }
                 let (verdict, noted) = self.decide_on_snapshot(&change, req.dry_run);
                 let verdict = match (verdict, noted) {
@@ -76,12 +75,12 @@ impl Admission {
                         .map(|()| allow),
                     denied => denied,
                 };
-                (verdict, Vec::new())
+                (verdict, Patch::new())
             }
-            Endpoint::Mutate => (
-                Ok(Allow::default()),
-                mutate::secret(&self.settings, &change),
-            ),
+            Endpoint::Mutate => match patch_json(&mutate::secret(&self.settings, &change)) {
+                Ok(patch) => (Ok(Allow::default()), patch),
+                Err(deny) => (Err(deny), Patch::new()),
+            },
         }
     }
 

@@ -218,7 +218,9 @@ fn decide(
                 annotations.as_ref(),
                 value.get("spec"),
             ) {
-                Ok(m) => Outcome::Allowed(m.warnings),
+                Ok(plan) => Outcome::Allowed(
+                    mutate::pod_inject(&settings.fetchers, value.get("spec"), &plan).warnings,
+                ),
                 Err(deny) => Outcome::Refused(deny.0),
             }
         }

@@ -393,43 +393,23 @@ mod tests {
 /// Default mode of injected secret volumes: read-only for the owner (0400).
 pub const SECRET_VOLUME_MODE: i64 = 0o400;
 
-/// What a Pod CREATE gets: the patch, warnings for kubectl, and the
-/// cluster/department credentials whose copies must exist before the pod.
-#[derive(Debug, Default)]
-pub struct PodMutation {
-    pub ops: Vec<PatchOperation>,
-    pub warnings: Vec<String>,
-    pub missing_copies: Vec<String>,
-    /// The uids of the credentials' own Secrets.
-    pub uses: Vec<String>,
-}
-
 /// Entries one pod's injection may add: every container (and init
 /// container) gets each env var, envFrom and volume mount, so this bounds
 /// containers × references.
 pub const MAX_INJECTED_ENTRIES: usize = 10_000;
 
-/// The patch and warnings for a Pod CREATE in a project namespace: the three
-/// steps of [`pod_requests`], [`pod_plan`] (the only one that reads the
-/// snapshot) and [`pod_inject`].
-///
-/// Reads the Pod as JSON (fields credgate does not know are never touched) and
-/// appends only what is missing to each list, so a second pass (reinvocation)
-/// yields an empty patch. No copy of the Pod is made here (the webhook then
-/// folds the operations into one `replace /spec` for pods up to
-/// [`crate::policy::patch::COLLAPSE_MAX_SPEC_BYTES`]). The work is linear in
-/// the size of the pod, and bounded by the limits of
-/// [`crate::model::workload`] and [`MAX_INJECTED_ENTRIES`].
+/// The plan for a Pod CREATE in a project namespace: the two steps of
+/// [`pod_requests`] and [`pod_plan`] (the only one that reads the snapshot).
+/// [`pod_inject`] then makes the patch and the warnings from it.
 pub fn pod(
     settings: &crate::policy::Settings,
     index: &crate::state::index::Index,
     namespace: &str,
     annotations: Option<&std::collections::BTreeMap<String, String>>,
     spec: Option<&serde_json::Value>,
-) -> Result<PodMutation, crate::policy::Deny> {
+) -> Result<crate::policy::resolve::Plan, crate::policy::Deny> {
     let requests = pod_requests(annotations, spec)?;
-    let plan = pod_plan(settings, index, namespace, &requests, spec)?;
-    Ok(pod_inject(&settings.fetchers, spec, plan))
+    pod_plan(settings, index, namespace, &requests, spec)
 }
 
 /// What the pod's annotations ask for, within the limits; reads no state.
@@ -474,41 +454,145 @@ pub fn pod_plan(
         .map_err(crate::policy::Deny)
 }
 
-/// The patch that injects `plan` into the pod; reads no state.
-pub fn pod_inject(
+/// What a Pod CREATE gets from its plan: the entries to add, and warnings
+/// for kubectl.
+#[derive(Debug)]
+pub struct Injection<'p> {
+    /// Written as the patch by [`patch::SpecAdditions::patch_json`].
+    pub additions: patch::SpecAdditions<Entry<'p>>,
+    pub warnings: Vec<String>,
+}
+
+/// The entries that inject `plan` into the pod; reads no state.
+///
+/// Reads the Pod's spec as JSON (fields credgate does not know are never
+/// touched) and appends only what is missing to each list, so a second pass
+/// (reinvocation) adds nothing. The entries borrow the plan's strings: no
+/// JSON tree is built for them, and nothing of the Pod is copied. The work is
+/// linear in the size of the pod, and bounded by the limits of
+/// [`crate::model::workload`] and [`MAX_INJECTED_ENTRIES`].
+pub fn pod_inject<'p>(
     fetchers: &crate::policy::Fetchers,
     spec: Option<&serde_json::Value>,
-    plan: crate::policy::resolve::Plan,
-) -> PodMutation {
-    let mut ops = Vec::new();
-    let warnings = inject(fetchers, spec, &plan, &mut ops);
-    PodMutation {
-        ops,
+    plan: &'p crate::policy::resolve::Plan,
+) -> Injection<'p> {
+    let (additions, warnings) = inject(fetchers, spec, plan);
+    Injection {
+        additions,
         warnings,
-        missing_copies: plan.missing_copies,
-        uses: plan.uses,
     }
 }
 
-/// Items to append to one list of the Pod, found by a key (a name or a path)
-/// in a map: checking an item costs O(1), so injection stays linear. The keys
-/// are borrowed from the pod and from the plan: nothing is copied to look up.
-struct Append<'a> {
-    tokens: Vec<&'a str>,
-    existing: Option<&'a Vec<serde_json::Value>>,
-    added: Vec<serde_json::Value>,
-    /// Key → (true: added, false: existing; position).
-    by_key: std::collections::HashMap<&'a str, (bool, usize)>,
+/// One entry credgate adds to a list of a Pod, written as JSON by serde
+/// straight from the plan's strings.
+#[derive(Debug, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Entry<'p> {
+    /// `{"name", "valueFrom": {"secretKeyRef": {"name", "key"}}}`.
+    Env(EnvVar<'p>),
+    /// `{"secretRef": {"name"}}`.
+    EnvFrom(EnvFromSecret<'p>),
+    /// `{"name", "mountPath", "readOnly": true}`.
+    Mount(Mount<'p>),
+    /// `{"name", "secret": {"secretName", "defaultMode"}}`.
+    SecretVolume(SecretVolume<'p>),
+    /// `{"name", "emptyDir": {}}`.
+    EmptyDir(EmptyDirVolume),
+    /// `{"name"}`: an image pull secret.
+    PullSecret(Named<'p>),
+    /// A data source's fetcher.
+    Container(serde_json::Value),
 }
 
-impl<'a> Append<'a> {
+#[derive(Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVar<'p> {
+    name: &'p str,
+    value_from: ValueFrom<'p>,
+}
+
+#[derive(Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValueFrom<'p> {
+    secret_key_ref: KeyRef<'p>,
+}
+
+#[derive(Debug, PartialEq, serde::Serialize)]
+pub struct KeyRef<'p> {
+    name: &'p str,
+    key: &'p str,
+}
+
+#[derive(Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvFromSecret<'p> {
+    secret_ref: Named<'p>,
+}
+
+#[derive(Debug, PartialEq, serde::Serialize)]
+pub struct Named<'p> {
+    name: &'p str,
+}
+
+#[derive(Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mount<'p> {
+    name: String,
+    mount_path: &'p str,
+    read_only: bool,
+}
+
+#[derive(Debug, PartialEq, serde::Serialize)]
+pub struct SecretVolume<'p> {
+    name: String,
+    secret: SecretSource<'p>,
+}
+
+#[derive(Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretSource<'p> {
+    secret_name: &'p str,
+    default_mode: i64,
+}
+
+#[derive(Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmptyDirVolume {
+    name: String,
+    empty_dir: Empty,
+}
+
+/// `{}`.
+#[derive(Debug, PartialEq, serde::Serialize)]
+pub struct Empty {}
+
+/// Entries to append to one list of the Pod, found by a key (a name or a
+/// path) in a map: checking an item costs O(1), so injection stays linear.
+/// The keys are borrowed from the pod and from the plan: nothing is copied to
+/// look up.
+struct Append<'k, 'p> {
+    list: &'static str,
+    existing: Option<&'k Vec<serde_json::Value>>,
+    added: Vec<Entry<'p>>,
+    /// Key → (true: added, false: existing; position).
+    by_key: std::collections::HashMap<&'k str, (bool, usize)>,
+}
+
+/// An item of a list with the key looked for.
+enum Found<'x, 'p> {
+    /// The Pod's own.
+    Existing(&'x serde_json::Value),
+    /// Added by this injection.
+    Added(&'x Entry<'p>),
+}
+
+impl<'k, 'p> Append<'k, 'p> {
     fn new(
-        parent: &'a serde_json::Value,
-        tokens: Vec<&'a str>,
+        parent: &'k serde_json::Value,
+        list: &'static str,
         key: fn(&serde_json::Value) -> Option<&str>,
     ) -> Self {
-        let last = tokens.last().copied().unwrap_or_default();
-        let existing = parent.get(last).and_then(serde_json::Value::as_array);
+        let existing = parent.get(list).and_then(serde_json::Value::as_array);
         let mut by_key = std::collections::HashMap::with_capacity(existing.map_or(0, Vec::len) + 8);
         for (i, item) in existing.into_iter().flatten().enumerate() {
             if let Some(k) = key(item) {
@@ -516,42 +600,35 @@ impl<'a> Append<'a> {
             }
         }
         Append {
+            list,
             existing,
-            tokens,
             added: Vec::new(),
             by_key,
         }
     }
 
     /// The first item (existing or added) whose key is `k`.
-    fn find(&self, k: &str) -> Option<&serde_json::Value> {
+    fn find(&self, k: &str) -> Option<Found<'_, 'p>> {
         match *self.by_key.get(k)? {
-            (false, i) => self.existing?.get(i),
-            (true, i) => self.added.get(i),
+            (false, i) => self.existing?.get(i).map(Found::Existing),
+            (true, i) => self.added.get(i).map(Found::Added),
         }
     }
 
-    /// Appends `item`, found by `key` from now on.
-    fn push(&mut self, key: &'a str, item: serde_json::Value) {
+    /// Appends `entry`, found by `key` from now on.
+    fn push(&mut self, key: &'k str, entry: Entry<'p>) {
         self.by_key.entry(key).or_insert((true, self.added.len()));
-        self.added.push(item);
+        self.added.push(entry);
     }
 
-    /// Appends to the list, or adds the list when the Pod has none.
-    fn finish(self, ops: &mut Vec<PatchOperation>) {
-        if self.added.is_empty() {
-            return;
-        }
-        match self.existing {
-            Some(_) => {
-                let mut tokens = self.tokens;
-                tokens.push("-");
-                ops.extend(self.added.into_iter().map(|v| patch::add(&tokens, v)));
-            }
-            None => ops.push(patch::add(
-                &self.tokens,
-                serde_json::Value::Array(self.added),
-            )),
+    /// What is appended to the list (or the list added, when the Pod has none).
+    fn finish(self, into: &mut Vec<patch::ListAddition<Entry<'p>>>) {
+        if !self.added.is_empty() {
+            into.push(patch::ListAddition {
+                list: self.list,
+                existing: self.existing.is_some(),
+                entries: self.added,
+            });
         }
     }
 }
@@ -575,27 +652,36 @@ pub fn volume_name(credential: &str) -> String {
     name.trim_end_matches('-').to_owned()
 }
 
-fn inject(
+fn inject<'p>(
     fetchers: &crate::policy::Fetchers,
     spec: Option<&serde_json::Value>,
-    plan: &crate::policy::resolve::Plan,
-    ops: &mut Vec<PatchOperation>,
-) -> Vec<String> {
+    plan: &'p crate::policy::resolve::Plan,
+) -> (patch::SpecAdditions<Entry<'p>>, Vec<String>) {
     use crate::policy::fetch;
-    use serde_json::{Value, json};
+    use serde_json::Value;
     let mut warnings = Vec::new();
+    let mut additions = patch::SpecAdditions::default();
     let Some(spec) = spec.filter(|s| s.is_object()) else {
-        return warnings;
+        return (additions, warnings);
     };
     let volume_names: Vec<String> = plan
         .volumes
         .iter()
         .map(|(credential, _, _)| volume_name(credential))
         .collect();
-    let mut volumes = Append::new(spec, vec!["spec", "volumes"], by_name);
+    let mut volumes = Append::new(spec, "volumes", by_name);
     for ((_, secret, _), name) in plan.volumes.iter().zip(&volume_names) {
         if volumes.find(name).is_none() {
-            volumes.push(name, json!({"name": name, "secret": {"secretName": secret, "defaultMode": SECRET_VOLUME_MODE}}));
+            volumes.push(
+                name,
+                Entry::SecretVolume(SecretVolume {
+                    name: name.clone(),
+                    secret: SecretSource {
+                        secret_name: secret,
+                        default_mode: SECRET_VOLUME_MODE,
+                    },
+                }),
+            );
         }
     }
     // (volume, fetcher container) of each data source, named once.
@@ -611,71 +697,96 @@ fn inject(
         .collect();
     for (volume, _) in &fetch_names {
         if volumes.find(volume).is_none() {
-            volumes.push(volume, json!({"name": volume, "emptyDir": {}}));
+            volumes.push(
+                volume,
+                Entry::EmptyDir(EmptyDirVolume {
+                    name: volume.clone(),
+                    empty_dir: Empty {},
+                }),
+            );
         }
     }
-    volumes.finish(ops);
+    volumes.finish(&mut additions.spec);
     // The fetchers run after the pod's own init containers.
-    let mut fetchers_added = Append::new(spec, vec!["spec", "initContainers"], by_name);
+    let mut fetchers_added = Append::new(spec, "initContainers", by_name);
     for (f, (_, container)) in plan.fetches.iter().zip(&fetch_names) {
         if fetchers_added.find(container).is_none() {
-            fetchers_added.push(container, fetch::container(fetchers, plan, f));
+            fetchers_added.push(
+                container,
+                Entry::Container(fetch::container(fetchers, plan, f)),
+            );
         }
     }
-    fetchers_added.finish(ops);
-    let mut pulls = Append::new(spec, vec!["spec", "imagePullSecrets"], by_name);
+    fetchers_added.finish(&mut additions.spec);
+    let mut pulls = Append::new(spec, "imagePullSecrets", by_name);
     for secret in &plan.pull_secrets {
         if pulls.find(secret).is_none() {
-            pulls.push(secret, json!({"name": secret}));
+            pulls.push(secret, Entry::PullSecret(Named { name: secret }));
         }
     }
-    pulls.finish(ops);
+    pulls.finish(&mut additions.spec);
     for list in ["initContainers", "containers"] {
         let Some(containers) = spec.get(list).and_then(Value::as_array) else {
             continue;
         };
         for (i, container) in containers.iter().enumerate() {
+            // The API server sends containers as objects; anything else is
+            // left as it is (the API server would refuse it anyway).
+            if !container.is_object() {
+                continue;
+            }
             // A fetcher credgate added (seen again on a second pass) has what it needs.
             let name = container["name"].as_str().unwrap_or_default();
             if list == "initContainers" && fetch_names.iter().any(|(_, c)| c == name) {
                 continue;
             }
-            let index = i.to_string();
-            let at = |key: &'static str| vec!["spec", list, index.as_str(), key];
             // Cut to the 63 characters a valid container name has: it is quoted in warnings.
-            let cname: String = container["name"]
-                .as_str()
-                .unwrap_or_default()
-                .chars()
-                .take(63)
-                .collect();
-            let mut vars = Append::new(container, at("env"), by_name);
+            let cname: String = name.chars().take(63).collect();
+            let mut lists = Vec::new();
+            let mut vars = Append::new(container, "env", by_name);
             for (env, secret, key) in &plan.env {
-                let value = json!({"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}});
+                let entry = Entry::Env(EnvVar {
+                    name: env,
+                    value_from: ValueFrom {
+                        secret_key_ref: KeyRef { name: secret, key },
+                    },
+                });
                 match vars.find(env) {
-                    None => vars.push(env, value),
-                    Some(existing) if *existing == value => {}
+                    None => vars.push(env, entry),
+                    Some(Found::Added(added)) if *added == entry => {}
+                    Some(Found::Existing(own))
+                        if serde_json::to_value(&entry).is_ok_and(|e| e == *own) => {}
                     Some(_) => warnings.push(format!(
                         "container {cname:?} sets {env} itself; its own value wins over the credential annotation"
                     )),
                 }
             }
-            vars.finish(ops);
-            let mut sources = Append::new(container, at("envFrom"), by_secret_ref);
+            vars.finish(&mut lists);
+            let mut sources = Append::new(container, "envFrom", by_secret_ref);
             for secret in &plan.env_from {
                 if sources.find(secret).is_none() {
-                    sources.push(secret, json!({"secretRef": {"name": secret}}));
+                    sources.push(
+                        secret,
+                        Entry::EnvFrom(EnvFromSecret {
+                            secret_ref: Named { name: secret },
+                        }),
+                    );
                 }
             }
-            sources.finish(ops);
-            let mut mounts = Append::new(container, at("volumeMounts"), by_mount_path);
+            sources.finish(&mut lists);
+            let mut mounts = Append::new(container, "volumeMounts", by_mount_path);
             for ((credential, _, path), name) in plan.volumes.iter().zip(&volume_names) {
                 match mounts.find(path) {
                     None => mounts.push(
                         path,
-                        json!({"name": name, "mountPath": path, "readOnly": true}),
+                        Entry::Mount(Mount {
+                            name: name.clone(),
+                            mount_path: path,
+                            read_only: true,
+                        }),
                     ),
-                    Some(m) if m["name"] == name.as_str() => {}
+                    Some(Found::Existing(m)) if m["name"] == name.as_str() => {}
+                    Some(Found::Added(Entry::Mount(m))) if m.name == *name => {}
                     Some(_) => warnings.push(format!(
                         "container {cname:?} already mounts something at {path}; credential {credential:?} is not mounted there"
                     )),
@@ -688,12 +799,23 @@ fn inject(
                     if mounts.find(path).is_none() {
                         mounts.push(
                             path,
-                            json!({"name": name, "mountPath": path, "readOnly": true}),
+                            Entry::Mount(Mount {
+                                name: name.clone(),
+                                mount_path: path,
+                                read_only: true,
+                            }),
                         );
                     }
                 }
             }
-            mounts.finish(ops);
+            mounts.finish(&mut lists);
+            if !lists.is_empty() {
+                additions.containers.push(patch::ContainerAdditions {
+                    list,
+                    index: i,
+                    lists,
+                });
+            }
         }
     }
     warnings.sort();
@@ -703,7 +825,7 @@ fn inject(
         warnings.truncate(MAX_WARNINGS);
         warnings.push(format!("… and {more} more warnings like these"));
     }
-    warnings
+    (additions, warnings)
 }
 
 /// Warnings kubectl prints for one pod, at most.
@@ -721,8 +843,8 @@ mod pod_tests {
                "spec": {"containers": containers, "initContainers": [{"name": "init", "image": "busybox"}]}})
     }
 
-    /// `mutate::pod` on a Pod given as JSON.
-    fn decide(p: &Value) -> Result<super::PodMutation, crate::policy::Deny> {
+    /// `mutate::pod` on a Pod given as JSON: its plan.
+    fn decide(p: &Value) -> Result<crate::policy::resolve::Plan, crate::policy::Deny> {
         let annotations: Option<std::collections::BTreeMap<String, String>> =
             serde_json::from_value(p["metadata"]["annotations"].clone()).ok();
         super::pod(
@@ -766,10 +888,31 @@ mod pod_tests {
         );
     }
 
+    /// The small operations and the warnings of a Pod's injection.
+    fn injected(p: &Value) -> (Vec<json_patch::PatchOperation>, Vec<String>) {
+        let plan = decide(p).unwrap();
+        let injection = super::pod_inject(&Settings::default().fetchers, p.get("spec"), &plan);
+        (injection.additions.ops().unwrap(), injection.warnings)
+    }
+
+    /// The Pod once injected, and the warnings; the patch the webhook sends
+    /// (one `replace` of the spec) gives the same Pod as the small operations.
     fn mutated(p: &Value) -> (Value, Vec<String>) {
-        let super::PodMutation { ops, warnings, .. } = decide(p).unwrap();
+        let (ops, warnings) = injected(p);
         let mut out = p.clone();
         json_patch::patch(&mut out, &ops).unwrap();
+        let plan = decide(p).unwrap();
+        let injection = super::pod_inject(&Settings::default().fetchers, p.get("spec"), &plan);
+        let sent: Vec<json_patch::PatchOperation> =
+            serde_json::from_slice(&injection.additions.patch_json(p.get("spec")).unwrap())
+                .unwrap();
+        assert!(
+            sent.len() == 1 && sent[0].path().as_str() == "/spec",
+            "{sent:?}"
+        );
+        let mut replaced = p.clone();
+        json_patch::patch(&mut replaced, &sent).unwrap();
+        assert_eq!(replaced, out);
         (out, warnings)
     }
 
@@ -827,7 +970,7 @@ mod pod_tests {
             once["spec"]["imagePullSecrets"],
             json!([{"name": "ghcr"}, {"name": "hub"}])
         );
-        let ops = decide(&once).unwrap().ops;
+        let (ops, _) = injected(&once);
         assert!(ops.is_empty(), "a second pass changes nothing: {ops:?}");
     }
 
@@ -928,7 +1071,7 @@ mod pod_tests {
             "{volumes:?}"
         );
         assert_eq!(volumes.len(), 2);
-        let ops = decide(&once).unwrap().ops;
+        let (ops, _) = injected(&once);
         assert!(ops.is_empty(), "a second pass changes nothing: {ops:?}");
         let text = serde_json::to_string(&once).unwrap();
         assert!(

@@ -3,7 +3,8 @@
 //! and a reinvoked webhook answers with an empty patch.
 
 use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
+use json_patch::{AddOperation, PatchOperation};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -41,97 +42,238 @@ pub fn add(tokens: &[&str], value: Value) -> PatchOperation {
     })
 }
 
-/// Specs up to about this size (as JSON) are folded by [`collapse_spec`];
-/// larger ones keep their small operations, so neither credgate's memory nor
-/// its answer grows with a large pod.
+/// Specs up to about this size (as JSON) are sent whole, patched, in one
+/// `replace` (see [`SpecAdditions::patch_json`]); larger ones get small
+/// operations, so neither credgate's memory nor its answer grows with a large
+/// pod.
 pub const COLLAPSE_MAX_SPEC_BYTES: usize = 64 * 1024;
 
-/// The operations under `/spec` folded into one `replace /spec` holding the
-/// patched spec; operations elsewhere (metadata) are kept as they are.
-///
-/// The API server applies a JSON patch with a library that parses every level
-/// an operation's path walks through and encodes each of them again, so the
-/// 15 small operations of a typical injection cost it about three times one
-/// `replace`, whose value it only scans (`make bench`: the API server's
-/// profile, and `benches/apiserver_patch` with its own library). The result is
-/// the same object: the patch applies to exactly the object credgate was sent.
-///
-/// `spec` is the request's own spec, taken (left `null`) when folded: the
-/// operations' values move into it, so nothing is copied. An empty `ops`
-/// stays empty, so a reinvoked webhook still answers with no patch. A spec
-/// larger than [`COLLAPSE_MAX_SPEC_BYTES`] is left alone and its operations
-/// are sent as they are.
-pub fn collapse_spec(spec: Option<&mut Value>, ops: Vec<PatchOperation>) -> Vec<PatchOperation> {
-    let Some(spec) = spec.filter(|s| s.is_object()) else {
-        return ops;
-    };
-    if ops.len() < 2 || !json_size_within(spec, COLLAPSE_MAX_SPEC_BYTES) {
-        return ops;
-    }
-    let (under, mut rest): (Vec<_>, Vec<_>) = ops
-        .into_iter()
-        .partition(|op| op.path().as_str().starts_with("/spec/"));
-    if under.is_empty() {
-        return rest;
-    }
-    let mut folded = spec.take();
-    let mut unfolded = Vec::new();
-    for op in under {
-        // Once one cannot be applied here, it and the ones after it go as they
-        // are, after the replace: the same sequence for the API server.
-        if !unfolded.is_empty() {
-            unfolded.push(op);
-            continue;
-        }
-        if let Err(op) = add_under_spec(&mut folded, op) {
-            unfolded.push(op);
-        }
-    }
-    rest.push(PatchOperation::Replace(ReplaceOperation {
-        path: PointerBuf::from_tokens(["spec"]),
-        value: folded,
-    }));
-    rest.extend(unfolded);
-    rest
+/// Entries appended to one list of a Pod's spec or of one of its containers.
+#[derive(Debug)]
+pub struct ListAddition<E> {
+    /// The list's field: `volumes`, `env`, …
+    pub list: &'static str,
+    /// Whether the list is there (an array) to append to; otherwise it is
+    /// added whole, holding only `entries`.
+    pub existing: bool,
+    pub entries: Vec<E>,
 }
 
-/// Applies an `add` under `/spec` to `spec`, moving its value in; gives the
-/// operation back untouched when it is not one this can apply.
-fn add_under_spec(spec: &mut Value, op: PatchOperation) -> Result<(), PatchOperation> {
-    let PatchOperation::Add(add) = op else {
-        return Err(op);
-    };
-    let Some((parent, last)) = add
-        .path
-        .strip_prefix(json_patch::jsonptr::Pointer::from_static("/spec"))
-        .and_then(|rel| rel.split_back())
-    else {
-        return Err(PatchOperation::Add(add));
-    };
-    let target = match spec.pointer_mut(parent.as_str()) {
-        Some(Value::Object(map)) => Target::Map(map),
-        Some(Value::Array(items)) => match last
-            .to_index()
-            .ok()
-            .and_then(|i| i.for_len_incl(items.len()).ok())
-        {
-            Some(at) => Target::List(items, at),
-            None => return Err(PatchOperation::Add(add)),
-        },
-        _ => return Err(PatchOperation::Add(add)),
-    };
-    match target {
-        Target::Map(map) => {
-            map.insert(last.decoded().into_owned(), add.value);
-        }
-        Target::List(items, at) => items.insert(at, add.value),
-    }
-    Ok(())
+/// The additions to one container, at `index` in `list` (`initContainers`
+/// or `containers`).
+#[derive(Debug)]
+pub struct ContainerAdditions<E> {
+    pub list: &'static str,
+    pub index: usize,
+    pub lists: Vec<ListAddition<E>>,
 }
 
-enum Target<'a> {
-    Map(&'a mut serde_json::Map<String, Value>),
-    List(&'a mut Vec<Value>, usize),
+/// What an injection adds to a Pod's spec: entries appended to lists, each
+/// written by its own `Serialize`, never built as a JSON tree.
+#[derive(Debug)]
+pub struct SpecAdditions<E> {
+    /// Lists of the spec itself (`volumes`, `initContainers`, `imagePullSecrets`).
+    pub spec: Vec<ListAddition<E>>,
+    /// Containers' lists, in the order of the spec's lists and their indexes.
+    pub containers: Vec<ContainerAdditions<E>>,
+}
+
+impl<E> Default for SpecAdditions<E> {
+    fn default() -> Self {
+        SpecAdditions {
+            spec: Vec::new(),
+            containers: Vec::new(),
+        }
+    }
+}
+
+impl<E: Serialize> SpecAdditions<E> {
+    /// True when nothing is added.
+    pub fn is_empty(&self) -> bool {
+        self.spec.is_empty() && self.containers.is_empty()
+    }
+
+    /// The same additions as RFC 6902 `add` operations: one per entry
+    /// appended to a list that is there, one per list added whole.
+    pub fn ops(&self) -> Result<Vec<PatchOperation>, serde_json::Error> {
+        let mut ops = Vec::new();
+        let mut push = |tokens: &[&str], addition: &ListAddition<E>| {
+            let mut tokens = tokens.to_vec();
+            tokens.push(addition.list);
+            if addition.existing {
+                tokens.push("-");
+                for entry in &addition.entries {
+                    ops.push(add(&tokens, serde_json::to_value(entry)?));
+                }
+            } else {
+                ops.push(add(&tokens, serde_json::to_value(&addition.entries)?));
+            }
+            Ok::<_, serde_json::Error>(())
+        };
+        for addition in &self.spec {
+            push(&["spec"], addition)?;
+        }
+        for container in &self.containers {
+            let index = container.index.to_string();
+            for addition in &container.lists {
+                push(&["spec", container.list, &index], addition)?;
+            }
+        }
+        Ok(ops)
+    }
+
+    fn op_count(&self) -> usize {
+        let count = |a: &ListAddition<E>| if a.existing { a.entries.len() } else { 1 };
+        let in_spec: usize = self.spec.iter().map(count).sum();
+        let in_containers: usize = self
+            .containers
+            .iter()
+            .flat_map(|c| &c.lists)
+            .map(count)
+            .sum();
+        in_spec + in_containers
+    }
+
+    /// The JSON patch for `spec` (the request's own spec), empty when nothing
+    /// is added.
+    ///
+    /// The API server applies a JSON patch with a library that parses every
+    /// level an operation's path walks through and encodes each of them again,
+    /// so the 15 small operations of a typical injection cost it about three
+    /// times one `replace`, whose value it only scans (`make bench`: the API
+    /// server's profile, and `benches/apiserver_patch` with its own library).
+    /// So a spec up to [`COLLAPSE_MAX_SPEC_BYTES`] is sent as one `replace
+    /// /spec`, written straight from the request's spec with the entries in
+    /// place: the same object the small operations make. A single operation,
+    /// a larger spec, or no spec to write keep the small operations.
+    pub fn patch_json(&self, spec: Option<&Value>) -> Result<Vec<u8>, serde_json::Error> {
+        if self.is_empty() {
+            return Ok(Vec::new());
+        }
+        let folded = spec
+            .filter(|_| self.op_count() >= 2)
+            .filter(|spec| json_size_within(spec, COLLAPSE_MAX_SPEC_BYTES))
+            .and_then(Value::as_object);
+        match folded {
+            Some(spec) => {
+                #[derive(serde::Serialize)]
+                struct Replace<'a, E: Serialize> {
+                    op: &'static str,
+                    path: &'static str,
+                    value: PatchedSpec<'a, E>,
+                }
+                serde_json::to_vec(&[Replace {
+                    op: "replace",
+                    path: "/spec",
+                    value: PatchedSpec {
+                        spec,
+                        additions: self,
+                    },
+                }])
+            }
+            _ => serde_json::to_vec(&self.ops()?),
+        }
+    }
+}
+
+/// A spec written with its additions in place.
+struct PatchedSpec<'a, E> {
+    spec: &'a serde_json::Map<String, Value>,
+    additions: &'a SpecAdditions<E>,
+}
+
+impl<E: Serialize> Serialize for PatchedSpec<'_, E> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let added = |key: &str| self.additions.spec.iter().find(|a| a.list == key);
+        // The containers' additions of one list, contiguous and by index.
+        let containers = |key: &str| {
+            let all = &self.additions.containers;
+            let start = all.iter().position(|c| c.list == key).unwrap_or(all.len());
+            let len = all[start..].iter().take_while(|c| c.list == key).count();
+            &all[start..start + len]
+        };
+        let mut map = s.serialize_map(None)?;
+        for (key, value) in self.spec {
+            let (added, containers) = (added(key), containers(key));
+            if added.is_none() && containers.is_empty() {
+                map.serialize_entry(key, value)?;
+            } else {
+                map.serialize_entry(
+                    key,
+                    &PatchedList {
+                        existing: value.as_array(),
+                        containers,
+                        added: added.map_or(&[], |a| &a.entries),
+                    },
+                )?;
+            }
+        }
+        for addition in &self.additions.spec {
+            if !self.spec.contains_key(addition.list) {
+                map.serialize_entry(addition.list, &addition.entries)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// A list written with its containers' additions in place and `added` after.
+struct PatchedList<'a, E> {
+    /// The list's items, when it is an array.
+    existing: Option<&'a Vec<Value>>,
+    containers: &'a [ContainerAdditions<E>],
+    added: &'a [E],
+}
+
+impl<E: Serialize> Serialize for PatchedList<'_, E> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        let mut containers = self.containers.iter().peekable();
+        for (i, item) in self.existing.into_iter().flatten().enumerate() {
+            match (containers.next_if(|c| c.index == i), item.as_object()) {
+                (Some(additions), Some(container)) => seq.serialize_element(&PatchedContainer {
+                    container,
+                    lists: &additions.lists,
+                })?,
+                _ => seq.serialize_element(item)?,
+            }
+        }
+        for entry in self.added {
+            seq.serialize_element(entry)?;
+        }
+        seq.end()
+    }
+}
+
+/// A container written with its additions in place.
+struct PatchedContainer<'a, E> {
+    container: &'a serde_json::Map<String, Value>,
+    lists: &'a [ListAddition<E>],
+}
+
+impl<E: Serialize> Serialize for PatchedContainer<'_, E> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        for (key, value) in self.container {
+            match self.lists.iter().find(|a| a.list == key) {
+                Some(addition) => map.serialize_entry(
+                    key,
+                    &PatchedList::<E> {
+                        existing: value.as_array(),
+                        containers: &[],
+                        added: &addition.entries,
+                    },
+                )?,
+                None => map.serialize_entry(key, value)?,
+            }
+        }
+        for addition in self.lists {
+            if !self.container.contains_key(addition.list) {
+                map.serialize_entry(addition.list, &addition.entries)?;
+            }
+        }
+        map.end()
+    }
 }
 
 /// Whether `value` encodes as JSON in at most about `budget` bytes; stops
@@ -173,64 +315,104 @@ mod tests {
         serde_json::from_value(doc["metadata"]["annotations"].clone()).ok()
     }
 
+    /// One `replace /spec` gives the object the small operations give: lists
+    /// appended to and added whole, in the spec and in containers, a member
+    /// that is not a list, a container with nothing added. With nothing to
+    /// add there is no patch; one operation, no spec, or a large spec keep
+    /// the small operations.
     #[test]
-    fn collapsed_spec_gives_the_same_object() {
+    fn the_replaced_spec_gives_the_same_object() {
         let doc = json!({
             "metadata": {"name": "p"},
-            "spec": {"containers": [{"name": "a", "env": [{"name": "X", "value": "1"}]}, {"name": "b"}]}
+            "spec": {
+                "containers": [{"name": "a", "env": [{"name": "X", "value": "1"}]}, {"name": "b"}, {"name": "c"}],
+                "initContainers": [{"name": "i"}],
+                "volumes": {"not": "a list"},
+                "nodeName": "n"
+            }
         });
-        let ops = vec![
-            add(
-                &["spec", "volumes"],
-                json!([{"name": "v", "secret": {"secretName": "s"}}]),
-            ),
-            add(
-                &["spec", "containers", "0", "env", "-"],
-                json!({"name": "Y", "value": "2"}),
-            ),
-            add(
-                &["spec", "containers", "1", "env"],
-                json!([{"name": "Z", "value": "3"}]),
-            ),
-            add(&["metadata", "annotations"], json!({"k": "v"})),
-        ];
-        let mut request = doc.clone();
-        let collapsed = collapse_spec(request.get_mut("spec"), ops.clone());
+        let list = |list, existing, entries: Vec<Value>| ListAddition {
+            list,
+            existing,
+            entries,
+        };
+        let y = json!({"name": "Y", "value": "2"});
+        let additions = SpecAdditions {
+            spec: vec![
+                list("volumes", false, vec![json!({"name": "v", "emptyDir": {}})]),
+                list("initContainers", true, vec![json!({"name": "fetch"})]),
+                list("imagePullSecrets", false, vec![json!({"name": "r"})]),
+            ],
+            containers: vec![
+                ContainerAdditions {
+                    list: "initContainers",
+                    index: 0,
+                    lists: vec![list("env", false, vec![y.clone()])],
+                },
+                ContainerAdditions {
+                    list: "containers",
+                    index: 0,
+                    lists: vec![
+                        list("env", true, vec![y.clone()]),
+                        list(
+                            "volumeMounts",
+                            false,
+                            vec![json!({"name": "v", "mountPath": "/v"})],
+                        ),
+                    ],
+                },
+                ContainerAdditions {
+                    list: "containers",
+                    index: 2,
+                    lists: vec![list("env", false, vec![y.clone()])],
+                },
+            ],
+        };
+        let ops = additions.ops().unwrap();
+        assert_eq!(ops.len(), 7);
+        let sent: Vec<PatchOperation> =
+            serde_json::from_slice(&additions.patch_json(doc.get("spec")).unwrap()).unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].path().as_str(), "/spec");
+        let patched = apply(&doc, ops.clone());
+        assert_eq!(apply(&doc, sent), patched);
+        let spec = &patched["spec"];
         assert_eq!(
-            collapsed.len(),
-            2,
-            "the metadata operation and one replace of /spec"
+            spec["containers"],
+            json!([
+                {"name": "a", "env": [{"name": "X", "value": "1"}, y], "volumeMounts": [{"name": "v", "mountPath": "/v"}]},
+                {"name": "b"},
+                {"name": "c", "env": [y]}
+            ])
         );
-        assert_eq!(collapsed[1].path().as_str(), "/spec");
-        assert_eq!(apply(&doc, collapsed), apply(&doc, ops.clone()));
-        // Nothing to change: still no operation at all.
-        assert!(collapse_spec(doc.clone().get_mut("spec"), Vec::new()).is_empty());
-        // An operation that cannot be applied here goes after the replace,
-        // with the ones after it: the API server reports it as before.
-        let mut failing = ops.clone();
-        failing.insert(1, add(&["spec", "missing", "x"], json!(1)));
-        let folded = collapse_spec(doc.clone().get_mut("spec"), failing);
-        let paths: Vec<&str> = folded.iter().map(|op| op.path().as_str()).collect();
         assert_eq!(
-            paths,
-            [
-                "/metadata/annotations",
-                "/spec",
-                "/spec/missing/x",
-                "/spec/containers/0/env/-",
-                "/spec/containers/1/env"
-            ]
+            spec["initContainers"],
+            json!([{"name": "i", "env": [y]}, {"name": "fetch"}])
         );
-        // Without a spec to fold into, the operations are kept.
-        let metadata_only = vec![add(&["metadata", "annotations"], json!({}))];
-        assert_eq!(collapse_spec(None, metadata_only.clone()), metadata_only);
-        // A large spec is not copied: its operations go as they are.
+        assert_eq!(spec["volumes"], json!([{"name": "v", "emptyDir": {}}]));
+        assert_eq!(spec["imagePullSecrets"], json!([{"name": "r"}]));
+        assert_eq!(spec["nodeName"], "n");
+        // Nothing to add: no patch at all.
+        let none = SpecAdditions::<Value>::default();
+        assert!(none.patch_json(doc.get("spec")).unwrap().is_empty());
+        // One operation, or no spec to write: the small operations.
+        let one = SpecAdditions {
+            spec: vec![list("imagePullSecrets", false, vec![json!({"name": "r"})])],
+            containers: Vec::new(),
+        };
+        let small = |additions: &SpecAdditions<Value>, spec: Option<&Value>| {
+            serde_json::from_slice::<Vec<PatchOperation>>(&additions.patch_json(spec).unwrap())
+                .unwrap()
+        };
+        assert_eq!(small(&one, doc.get("spec")), one.ops().unwrap());
+        assert_eq!(small(&additions, None), ops);
+        // A large spec is not written whole: its operations go as they are.
         let env: Vec<Value> = (0..5000)
             .map(|i| json!({"name": format!("VARIABLE_{i}"), "value": "x"}))
             .collect();
-        let large = json!({"spec": {"containers": [{"name": "a", "env": env}, {"name": "b"}]}});
-        let kept = collapse_spec(large.clone().get_mut("spec"), ops[..3].to_vec());
-        assert_eq!(kept, ops[..3].to_vec());
+        let large =
+            json!({"containers": [{"name": "a", "env": env}, {"name": "b"}, {"name": "c"}]});
+        assert_eq!(small(&additions, Some(&large)), ops);
     }
 
     #[test]
