@@ -249,7 +249,7 @@ pub fn build(settings: &Settings, cluster: &str, listing: &Listing) -> Vec<Crede
                 Reference::Credential(name, usage) => (
                     resolve::credential(settings, &index, &w.namespace, name)
                         .ok()
-                        .map(|r| r.source),
+                        .map(|r| (r.source.0.to_owned(), r.source.1.to_owned())),
                     *usage,
                 ),
                 Reference::Secret(name, usage) => (

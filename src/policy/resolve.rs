@@ -6,38 +6,39 @@
 //! over the [`Index`]: its cost grows with the credentials visible to the
 //! namespace, not with the cluster.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use crate::model::credential::{CredentialType, Scope};
 use crate::policy::Settings;
 use crate::state::index::{Index, SecretInfo};
 
-/// A credential resolved for one namespace.
+/// A credential resolved for one namespace, borrowed from the snapshot.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Resolved {
+pub struct Resolved<'a> {
     /// The credential name (`run.ai/name`).
-    pub name: String,
+    pub name: &'a str,
     /// The Secret to reference from the pod (in the pod's namespace).
-    pub secret: String,
+    pub secret: Cow<'a, str>,
     /// `(namespace, name)` of the credential's own Secret.
-    pub source: (String, String),
+    pub source: (&'a str, &'a str),
     /// The uid of the credential's own Secret.
-    pub uid: String,
+    pub uid: &'a str,
     pub kind: Option<CredentialType>,
     /// Data key names, when credgate has stamped them.
-    pub keys: Option<Vec<String>>,
-    pub registries: Vec<String>,
+    pub keys: Option<&'a [String]>,
+    pub registries: &'a [String],
     /// A cluster or department credential whose copy is not (yet) in the
     /// namespace: the source Secret's name in the credentials namespace.
-    pub missing_copy: Option<String>,
+    pub missing_copy: Option<&'a str>,
 }
 
 /// Credentials of `scope` in `namespace`, excluding existing Secrets that back another credential.
-fn credentials_of<'a>(
+fn credentials_of<'a: 'b, 'b>(
     index: &'a Index,
-    namespace: &'a str,
-    scope: &'a Scope,
-) -> impl Iterator<Item = (&'a str, &'a SecretInfo)> + 'a {
+    namespace: &'b str,
+    scope: &'b Scope,
+) -> impl Iterator<Item = (&'a str, &'a SecretInfo)> + 'b {
     index
         .secrets_in(namespace)
         .filter(move |(name, info)| in_scope(index, namespace, scope, name, info))
@@ -49,12 +50,12 @@ fn in_scope(index: &Index, namespace: &str, scope: &Scope, name: &str, info: &Se
     info.scope.as_ref() == Some(scope) && !index.backs_a_credential(namespace, name)
 }
 
-fn resolved(
-    index: &Index,
-    namespace: &str,
-    credential: &str,
-    info: &SecretInfo,
-) -> Result<Resolved, String> {
+fn resolved<'a>(
+    index: &'a Index,
+    namespace: &'a str,
+    credential: &'a str,
+    info: &'a SecretInfo,
+) -> Result<Resolved<'a>, String> {
     if info.deleting {
         return Err(format!(
             "credential {:?} is being deleted, so no new workload may use it; name another credential",
@@ -62,7 +63,7 @@ fn resolved(
         ));
     }
     let (secret, data) = match &info.existing_secret {
-        None => (credential.to_owned(), info),
+        None => (credential, info),
         Some(existing) => {
             let backing = index.secret(namespace, existing).ok_or_else(|| {
                 format!(
@@ -77,113 +78,127 @@ fn resolved(
                     info.credential_name
                 ));
             }
-            (existing.clone(), backing)
+            (existing.as_str(), backing)
         }
     };
     Ok(Resolved {
-        name: info.credential_name.clone(),
-        source: (namespace.to_owned(), credential.to_owned()),
-        uid: info.uid.clone(),
-        secret,
+        name: &info.credential_name,
+        source: (namespace, credential),
+        uid: &info.uid,
+        secret: Cow::Borrowed(secret),
         kind: info.kind,
-        keys: data.keys.clone(),
-        registries: data.registries.clone(),
+        keys: data.keys.as_deref(),
+        registries: &data.registries,
         missing_copy: None,
     })
 }
 
-/// A cluster or department credential, as its managed copy in `namespace`.
-fn via_copy(
-    index: &Index,
-    settings: &Settings,
-    namespace: &str,
-    source: &str,
-    info: &SecretInfo,
-) -> Result<Resolved, String> {
-    let mut r = resolved(index, &settings.credentials_namespace, source, info)?;
-    r.secret = crate::model::copy::copy_name(source);
-    if !index.has_copy(namespace, &r.secret) {
-        r.missing_copy = Some(source.to_owned());
-    }
-    Ok(r)
+/// Resolution for one namespace, with the scopes visible to it looked up once.
+struct Resolver<'a> {
+    index: &'a Index,
+    namespace: &'a str,
+    /// Nearest first: project, department, cluster; `(namespace, scope)`.
+    scopes: Vec<(&'a str, Scope)>,
 }
 
-/// Credentials visible to a project namespace, nearest scope first: project, department, cluster.
-fn visible_scopes(settings: &Settings, index: &Index, namespace: &str) -> Vec<(String, Scope)> {
-    let department = index
-        .namespace(namespace)
-        .and_then(|n| n.department.clone());
-    let mut scopes = vec![(namespace.to_owned(), Scope::Project)];
-    scopes
-        .extend(department.map(|d| (settings.credentials_namespace.clone(), Scope::Department(d))));
-    scopes.push((settings.credentials_namespace.clone(), Scope::Cluster));
-    scopes
+impl<'a> Resolver<'a> {
+    fn new(settings: &'a Settings, index: &'a Index, namespace: &'a str) -> Self {
+        let department = index
+            .namespace(namespace)
+            .and_then(|n| n.department.clone());
+        let credentials = settings.credentials_namespace.as_str();
+        let mut scopes = vec![(namespace, Scope::Project)];
+        scopes.extend(department.map(|d| (credentials, Scope::Department(d))));
+        scopes.push((credentials, Scope::Cluster));
+        Resolver {
+            index,
+            namespace,
+            scopes,
+        }
+    }
+
+    /// A credential found in `ns` under `scope`, as the pod's namespace sees it:
+    /// a cluster or department credential by its managed copy.
+    fn as_seen(
+        &self,
+        ns: &'a str,
+        scope: &Scope,
+        secret: &'a str,
+        info: &'a SecretInfo,
+    ) -> Result<Resolved<'a>, String> {
+        if *scope == Scope::Project {
+            return resolved(self.index, self.namespace, secret, info);
+        }
+        let mut r = resolved(self.index, ns, secret, info)?;
+        let copy = crate::model::copy::copy_name(secret);
+        if !self.index.has_copy(self.namespace, &copy) {
+            r.missing_copy = Some(secret);
+        }
+        r.secret = Cow::Owned(copy);
+        Ok(r)
+    }
+
+    /// The credential `name`: the nearest scope's.
+    fn credential(&self, name: &str) -> Result<Resolved<'a>, String> {
+        let (index, namespace) = (self.index, self.namespace);
+        let Some(project) = index.project_of(namespace) else {
+            return Err(format!(
+                "namespace {namespace:?} is not a project namespace (label runai/queue), so it cannot use credentials"
+            ));
+        };
+        for &(ns, ref scope) in &self.scopes {
+            // Secrets come by name, so the first one that qualifies is the smallest name.
+            let found = index
+                .secrets_named(ns, name)
+                .find(|(secret, info)| in_scope(index, ns, scope, secret, info));
+            if let Some((secret, info)) = found {
+                return self.as_seen(ns, scope, secret, info);
+            }
+        }
+        let department = self.scopes.iter().find_map(|(_, scope)| match scope {
+            Scope::Department(d) => Some(d),
+            _ => None,
+        });
+        Err(format!(
+            "no credential named {name:?} is visible to project {project:?}: it is neither a credential of this project{} nor of the cluster",
+            department
+                .map(|d| format!(", of its department {d:?}"))
+                .unwrap_or_default()
+        ))
+    }
+
+    /// Docker-registry credentials whose registries serve at least one of
+    /// `hosts`; a nearer credential shadows a wider one of the same name.
+    fn auto_pull(&self, hosts: &BTreeSet<String>) -> Vec<Resolved<'a>> {
+        if hosts.is_empty() {
+            return Vec::new();
+        }
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for &(ns, ref scope) in &self.scopes {
+            let mut found: Vec<Resolved<'a>> = credentials_of(self.index, ns, scope)
+                .filter(|(_, info)| info.kind == Some(CredentialType::DockerRegistry))
+                .filter(|(_, info)| !seen.contains(info.credential_name.as_str()))
+                .filter_map(|(secret, info)| self.as_seen(ns, scope, secret, info).ok())
+                .collect();
+            seen.extend(found.iter().map(|r| r.name));
+            found.retain(|r| r.registries.iter().any(|h| hosts.contains(h)));
+            found.sort_by(|a, b| a.secret.cmp(&b.secret));
+            out.extend(found);
+        }
+        out.dedup_by(|a, b| a.secret == b.secret);
+        out
+    }
 }
 
 /// Resolves the credential `name` for a workload in `namespace`.
-pub fn credential(
-    settings: &Settings,
-    index: &Index,
-    namespace: &str,
+pub fn credential<'a>(
+    settings: &'a Settings,
+    index: &'a Index,
+    namespace: &'a str,
     name: &str,
-) -> Result<Resolved, String> {
-    let Some(project) = index.project_of(namespace) else {
-        return Err(format!(
-            "namespace {namespace:?} is not a project namespace (label runai/queue), so it cannot use credentials"
-        ));
-    };
-    for (ns, scope) in visible_scopes(settings, index, namespace) {
-        // Secrets come by name, so the first one that qualifies is the smallest name.
-        let found = index
-            .secrets_named(&ns, name)
-            .find(|(secret, info)| in_scope(index, &ns, &scope, secret, info));
-        if let Some((secret, info)) = found {
-            return match scope {
-                Scope::Project => resolved(index, namespace, secret, info),
-                _ => via_copy(index, settings, namespace, secret, info),
-            };
-        }
-    }
-    let department = index
-        .namespace(namespace)
-        .and_then(|n| n.department.clone());
-    Err(format!(
-        "no credential named {name:?} is visible to project {project:?}: it is neither a credential of this project{} nor of the cluster",
-        department
-            .map(|d| format!(", of its department {d:?}"))
-            .unwrap_or_default()
-    ))
-}
-
-/// Docker-registry credentials visible to the namespace whose registries serve
-/// at least one of `hosts`; a nearer credential shadows a wider one of the same name.
-pub fn auto_pull(
-    settings: &Settings,
-    index: &Index,
-    namespace: &str,
-    hosts: &BTreeSet<String>,
-) -> Vec<Resolved> {
-    if hosts.is_empty() {
-        return Vec::new();
-    }
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    for (ns, scope) in visible_scopes(settings, index, namespace) {
-        let mut found: Vec<Resolved> = credentials_of(index, &ns, &scope)
-            .filter(|(_, info)| info.kind == Some(CredentialType::DockerRegistry))
-            .filter(|(_, info)| !seen.contains(&info.credential_name))
-            .filter_map(|(secret, info)| match scope {
-                Scope::Project => resolved(index, namespace, secret, info).ok(),
-                _ => via_copy(index, settings, namespace, secret, info).ok(),
-            })
-            .collect();
-        seen.extend(found.iter().map(|r| r.name.clone()));
-        found.retain(|r| r.registries.iter().any(|h| hosts.contains(h)));
-        found.sort_by(|a, b| a.secret.cmp(&b.secret));
-        out.extend(found);
-    }
-    out.dedup_by(|a, b| a.secret == b.secret);
-    out
+) -> Result<Resolved<'a>, String> {
+    Resolver::new(settings, index, namespace).credential(name)
 }
 
 /// Everything a workload's annotations ask for, resolved and type-checked.
@@ -254,27 +269,34 @@ pub fn plan<'i>(
     let mut plan = Plan::default();
     let missing = std::cell::RefCell::new(Vec::new());
     let uses = std::cell::RefCell::new(Vec::new());
+    let resolver = Resolver::new(settings, index, namespace);
     let get = |name: &str| {
-        let r = credential(settings, index, namespace, name)?;
-        missing.borrow_mut().extend(r.missing_copy.clone());
-        uses.borrow_mut().push(r.uid.clone());
+        let r = resolver.credential(name)?;
+        missing.borrow_mut().extend(r.missing_copy);
+        uses.borrow_mut().push(r.uid);
         Ok::<_, String>(r)
     };
     for e in &requests.env {
         let r = get(&e.credential).map_err(|why| format!("annotation {}: {why}", a::ENV))?;
         require_key(&r, &e.key, a::ENV)?;
-        plan.env.push((e.env.clone(), r.secret, e.key.clone()));
+        plan.env
+            .push((e.env.clone(), r.secret.into_owned(), e.key.clone()));
     }
     for name in &requests.env_from {
         plan.env_from.push(
             get(name)
                 .map_err(|why| format!("annotation {}: {why}", a::ENV_FROM))?
-                .secret,
+                .secret
+                .into_owned(),
         );
     }
     for v in &requests.volumes {
         let r = get(&v.credential).map_err(|why| format!("annotation {}: {why}", a::VOLUME))?;
-        plan.volumes.push((r.name, r.secret, v.mount_path.clone()));
+        plan.volumes.push((
+            r.name.to_owned(),
+            r.secret.into_owned(),
+            v.mount_path.clone(),
+        ));
     }
     // The variables of the S3 and Git credentials: in every container (for
     // workloads that fetch data themselves) and in the data sources' fetchers.
@@ -287,7 +309,7 @@ pub fn plan<'i>(
             ("AWS_SECRET_ACCESS_KEY", "SecretKey"),
         ] {
             require_key(&r, key, a::S3)?;
-            s3_env.push((env.to_owned(), r.secret.clone(), key.to_owned()));
+            s3_env.push((env.to_owned(), r.secret.to_string(), key.to_owned()));
         }
         plan.env.extend(s3_env.iter().cloned());
     }
@@ -297,7 +319,6 @@ pub fn plan<'i>(
         require(&r, CredentialType::Password, a::GIT)?;
         let lower = r
             .keys
-            .as_ref()
             .is_some_and(|k| k.iter().any(|k| k == "username") && !k.iter().any(|k| k == "User"));
         let (user, password) = if lower {
             ("username", "password")
@@ -312,7 +333,8 @@ pub fn plan<'i>(
             ("GITSYNC_USERNAME", user),
             ("GITSYNC_PASSWORD", password),
         ] {
-            plan.env.push((env.into(), r.secret.clone(), key.into()));
+            plan.env
+                .push((env.into(), r.secret.to_string(), key.into()));
         }
         git_env = plan.env[plan.env.len() - 2..].to_vec();
     }
@@ -334,7 +356,7 @@ pub fn plan<'i>(
             for name in names {
                 let r = get(name).map_err(|why| format!("annotation {}: {why}", a::IMAGE_PULL))?;
                 require(&r, CredentialType::DockerRegistry, a::IMAGE_PULL)?;
-                plan.pull_secrets.push(r.secret);
+                plan.pull_secrets.push(r.secret.into_owned());
             }
         }
         ImagePull::Auto => {
@@ -342,22 +364,22 @@ pub fn plan<'i>(
                 .into_iter()
                 .filter_map(crate::model::registry::image_host)
                 .collect();
-            for r in auto_pull(settings, index, namespace, &hosts) {
+            for r in resolver.auto_pull(&hosts) {
                 missing.borrow_mut().extend(r.missing_copy);
                 uses.borrow_mut().push(r.uid);
-                plan.pull_secrets.push(r.secret);
+                plan.pull_secrets.push(r.secret.into_owned());
             }
         }
     }
     plan.pull_secrets.dedup();
     let mut missing = missing.into_inner();
-    missing.sort();
+    missing.sort_unstable();
     missing.dedup();
-    plan.missing_copies = missing;
+    plan.missing_copies = missing.into_iter().map(str::to_owned).collect();
     let mut uses = uses.into_inner();
-    uses.sort();
+    uses.sort_unstable();
     uses.dedup();
-    plan.uses = uses;
+    plan.uses = uses.into_iter().map(str::to_owned).collect();
     Ok(plan)
 }
 
