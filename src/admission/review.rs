@@ -171,20 +171,15 @@ pub fn describe_json_error(error: &serde_json::Error) -> String {
     }
 }
 
-/// The answer to one request.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// The answer to one request; [`encode`] writes it as kube-rs's
+/// `AdmissionResponse` does, with the patch as base64 (the API's `[]byte`).
+#[derive(Debug)]
 pub struct Answer {
     pub uid: String,
     pub allowed: bool,
     pub status: Status,
-    /// The JSON patch, base64-encoded as the API defines `[]byte`: a JSON
-    /// string written as it is (base64 needs no escaping).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub patch: Option<Box<RawValue>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub patch_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// The JSON patch (RFC 6902), of type `JSONPatch`.
+    pub patch: Option<Vec<u8>>,
     pub warnings: Vec<String>,
 }
 
@@ -207,7 +202,6 @@ impl Answer {
             allowed: true,
             status: Status::default(),
             patch: None,
-            patch_type: None,
             warnings: Vec::new(),
         }
     }
@@ -227,43 +221,94 @@ impl Answer {
         answer
     }
 
-    /// Adds `patch`, RFC 6902 JSON, encoded in one call straight into the
-    /// answer's string.
-    pub fn set_patch(&mut self, patch: &[u8]) -> Result<(), serde_json::Error> {
-        use base64::Engine as _;
-        let mut quoted = String::with_capacity(patch.len().div_ceil(3) * 4 + 2);
-        quoted.push('"');
-        base64::engine::general_purpose::STANDARD.encode_string(patch, &mut quoted);
-        quoted.push('"');
-        self.patch = Some(RawValue::from_string(quoted)?);
-        self.patch_type = Some("JSONPatch");
-        Ok(())
+    /// Adds `patch`, RFC 6902 JSON.
+    pub fn set_patch(&mut self, patch: Vec<u8>) {
+        self.patch = Some(patch);
     }
 }
 
-/// The response body for `answer`.
+/// The response body for `answer`, written straight into one buffer. Strings
+/// that may need escaping go through serde; the patch is base64-encoded in
+/// place, in one call (its alphabet needs no escaping).
 pub fn encode(answer: &Answer) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Envelope<'a> {
-        #[serde(rename = "apiVersion")]
-        api_version: &'static str,
-        kind: &'static str,
-        response: &'a Answer,
-    }
-    let envelope = Envelope {
-        api_version: API_VERSION,
-        kind: KIND,
-        response: answer,
-    };
     let size = 160
         + answer.uid.len()
         + answer.status.message.len()
-        + answer.patch.as_ref().map_or(0, |p| p.get().len())
+        + answer.patch.as_ref().map_or(0, |p| p.len().div_ceil(3) * 4)
         + answer.warnings.iter().map(|w| w.len() + 4).sum::<usize>();
     let mut body = Vec::with_capacity(size);
-    if serde_json::to_writer(&mut body, &envelope).is_err() {
+    if write_answer(&mut body, answer).is_err() {
         // Serialising strings cannot fail; keep a valid answer anyway.
         return br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":false}}"#.to_vec();
     }
     body
+}
+
+fn write_answer(body: &mut Vec<u8>, answer: &Answer) -> Result<(), serde_json::Error> {
+    use base64::Engine as _;
+    use serde::ser::Error as _;
+    for part in [r#"{"apiVersion":""#, API_VERSION, r#"","kind":""#, KIND] {
+        body.extend_from_slice(part.as_bytes());
+    }
+    body.extend_from_slice(br#"","response":{"uid":"#);
+    serde_json::to_writer(&mut *body, &answer.uid)?;
+    body.extend_from_slice(if answer.allowed {
+        br#","allowed":true,"status":"#
+    } else {
+        br#","allowed":false,"status":"#
+    });
+    serde_json::to_writer(&mut *body, &answer.status)?;
+    if let Some(patch) = &answer.patch {
+        body.extend_from_slice(br#","patchType":"JSONPatch","patch":""#);
+        let start = body.len();
+        body.resize(start + patch.len().div_ceil(3) * 4, 0);
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(patch, &mut body[start..])
+            .map_err(serde_json::Error::custom)?;
+        body.truncate(start + written);
+        body.push(b'"');
+    }
+    if !answer.warnings.is_empty() {
+        body.extend_from_slice(br#","warnings":"#);
+        serde_json::to_writer(&mut *body, &answer.warnings)?;
+    }
+    body.extend_from_slice(b"}}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    /// The answer is one JSON document with every member the API reads, the
+    /// patch as base64 of its JSON, and strings escaped.
+    #[test]
+    fn answers_are_written_whole() {
+        let patch = br#"[{"op":"add","path":"/spec/x","value":"\"q\""}]"#.to_vec();
+        let mut answer = Answer::allow("u-\"1\"".into());
+        answer.warnings = vec!["container \"a\" sets X itself".into()];
+        answer.set_patch(patch.clone());
+        let got: serde_json::Value = serde_json::from_slice(&encode(&answer)).unwrap();
+        assert_eq!(got["apiVersion"], API_VERSION);
+        assert_eq!(got["kind"], KIND);
+        let response = &got["response"];
+        assert_eq!(response["uid"], "u-\"1\"");
+        assert_eq!(response["allowed"], true);
+        assert_eq!(response["status"], serde_json::json!({}));
+        assert_eq!(response["patchType"], "JSONPatch");
+        let sent = base64::engine::general_purpose::STANDARD
+            .decode(response["patch"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(sent, patch);
+        assert_eq!(response["warnings"][0], "container \"a\" sets X itself");
+        let denied: serde_json::Value =
+            serde_json::from_slice(&encode(&Answer::invalid("u".into(), "no \"kind\"".into())))
+                .unwrap();
+        assert_eq!(
+            denied["response"],
+            serde_json::json!({"uid": "u", "allowed": false,
+                "status": {"status": "Failure", "message": "no \"kind\"", "reason": "InvalidRequest"}})
+        );
+    }
 }

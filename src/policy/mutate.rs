@@ -575,7 +575,42 @@ struct Append<'k, 'p> {
     existing: Option<&'k Vec<serde_json::Value>>,
     added: Vec<Entry<'p>>,
     /// Key → (true: added, false: existing; position).
-    by_key: std::collections::HashMap<&'k str, (bool, usize)>,
+    by_key: Keys<'k>,
+}
+
+/// Keys of a list's items, each to its first item: scanned while the list is
+/// short (most pods), hashed once it is long, so a check stays O(1).
+enum Keys<'k> {
+    Few(Vec<(&'k str, (bool, usize))>),
+    Many(std::collections::HashMap<&'k str, (bool, usize)>),
+}
+
+impl<'k> Keys<'k> {
+    /// Past this many keys, a map.
+    const FEW: usize = 16;
+
+    fn get(&self, key: &str) -> Option<(bool, usize)> {
+        match self {
+            Keys::Few(keys) => keys.iter().find(|(k, _)| *k == key).map(|(_, at)| *at),
+            Keys::Many(keys) => keys.get(key).copied(),
+        }
+    }
+
+    /// Records `key` at `at`, unless an earlier item has it.
+    fn insert(&mut self, key: &'k str, at: (bool, usize)) {
+        match self {
+            Keys::Few(keys) if keys.iter().any(|(k, _)| *k == key) => {}
+            Keys::Few(keys) if keys.len() < Self::FEW => keys.push((key, at)),
+            Keys::Few(keys) => {
+                let mut map: std::collections::HashMap<_, _> = keys.drain(..).collect();
+                map.insert(key, at);
+                *self = Keys::Many(map);
+            }
+            Keys::Many(keys) => {
+                keys.entry(key).or_insert(at);
+            }
+        }
+    }
 }
 
 /// An item of a list with the key looked for.
@@ -593,10 +628,10 @@ impl<'k, 'p> Append<'k, 'p> {
         key: fn(&serde_json::Value) -> Option<&str>,
     ) -> Self {
         let existing = parent.get(list).and_then(serde_json::Value::as_array);
-        let mut by_key = std::collections::HashMap::with_capacity(existing.map_or(0, Vec::len) + 8);
+        let mut by_key = Keys::Few(Vec::new());
         for (i, item) in existing.into_iter().flatten().enumerate() {
             if let Some(k) = key(item) {
-                by_key.entry(k).or_insert((false, i));
+                by_key.insert(k, (false, i));
             }
         }
         Append {
@@ -609,7 +644,7 @@ impl<'k, 'p> Append<'k, 'p> {
 
     /// The first item (existing or added) whose key is `k`.
     fn find(&self, k: &str) -> Option<Found<'_, 'p>> {
-        match *self.by_key.get(k)? {
+        match self.by_key.get(k)? {
             (false, i) => self.existing?.get(i).map(Found::Existing),
             (true, i) => self.added.get(i).map(Found::Added),
         }
@@ -617,7 +652,7 @@ impl<'k, 'p> Append<'k, 'p> {
 
     /// Appends `entry`, found by `key` from now on.
     fn push(&mut self, key: &'k str, entry: Entry<'p>) {
-        self.by_key.entry(key).or_insert((true, self.added.len()));
+        self.by_key.insert(key, (true, self.added.len()));
         self.added.push(entry);
     }
 
@@ -886,6 +921,26 @@ mod pod_tests {
             "quoted, not copied: {} bytes",
             err.0.len()
         );
+    }
+
+    /// A list's keys find the first item with each, whether few or many.
+    #[test]
+    fn keys_find_the_first_item_few_or_many() {
+        let names: Vec<String> = (0..40).map(|i| format!("K{}", i % 30)).collect();
+        let mut keys = super::Keys::Few(Vec::new());
+        for (i, k) in names.iter().enumerate() {
+            keys.insert(k, (false, i));
+            let many = matches!(keys, super::Keys::Many(_));
+            assert_eq!(many, i >= super::Keys::FEW, "{i}");
+        }
+        for i in 0..30 {
+            assert_eq!(keys.get(&format!("K{i}")), Some((false, i)));
+        }
+        assert_eq!(keys.get("K30"), None);
+        let mut few = super::Keys::Few(Vec::new());
+        few.insert("a", (false, 0));
+        few.insert("a", (true, 5));
+        assert_eq!(few.get("a"), Some((false, 0)));
     }
 
     /// The small operations and the warnings of a Pod's injection.
