@@ -4,6 +4,7 @@
 
 use json_patch::PatchOperation;
 use k8s_openapi::api::core::v1::Secret;
+use std::io::Write as _;
 
 use crate::model::credential::secret_meta;
 use crate::model::credential::{CredentialType, annotation, label};
@@ -483,88 +484,79 @@ pub fn pod_inject<'p>(
     }
 }
 
-/// One entry credgate adds to a list of a Pod, written as JSON by serde
-/// straight from the plan's strings.
-#[derive(Debug, PartialEq, serde::Serialize)]
-#[serde(untagged)]
+/// One entry credgate adds to a list of a Pod, borrowing the plan's strings.
+#[derive(Debug, PartialEq)]
 pub enum Entry<'p> {
-    /// `{"name", "valueFrom": {"secretKeyRef": {"name", "key"}}}`.
-    Env(EnvVar<'p>),
-    /// `{"secretRef": {"name"}}`.
-    EnvFrom(EnvFromSecret<'p>),
-    /// `{"name", "mountPath", "readOnly": true}`.
-    Mount(Mount<'p>),
-    /// `{"name", "secret": {"secretName", "defaultMode"}}`.
-    SecretVolume(SecretVolume<'p>),
-    /// `{"name", "emptyDir": {}}`.
-    EmptyDir(EmptyDirVolume),
-    /// `{"name"}`: an image pull secret.
-    PullSecret(Named<'p>),
+    /// An env var from a Secret's key.
+    Env {
+        name: &'p str,
+        secret: &'p str,
+        key: &'p str,
+    },
+    /// All of a Secret's keys as env vars.
+    EnvFrom { secret: &'p str },
+    /// A read-only volume mount.
+    Mount { name: String, path: &'p str },
+    /// A credential's Secret as a volume.
+    SecretVolume { name: String, secret: &'p str },
+    /// A data source's emptyDir.
+    EmptyDir { name: String },
+    /// An image pull secret.
+    PullSecret { name: &'p str },
     /// A data source's fetcher.
     Container(serde_json::Value),
 }
 
-#[derive(Debug, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EnvVar<'p> {
-    name: &'p str,
-    value_from: ValueFrom<'p>,
+impl patch::WriteJson for Entry<'_> {
+    /// The entry as the Kubernetes API spells it: member names written as
+    /// they are, strings escaped by serde.
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        use patch::write_str;
+        match self {
+            Entry::Env { name, secret, key } => {
+                out.extend_from_slice(br#"{"name":"#);
+                write_str(out, name)?;
+                out.extend_from_slice(br#","valueFrom":{"secretKeyRef":{"name":"#);
+                write_str(out, secret)?;
+                out.extend_from_slice(br#","key":"#);
+                write_str(out, key)?;
+                out.extend_from_slice(b"}}}");
+            }
+            Entry::EnvFrom { secret } => {
+                out.extend_from_slice(br#"{"secretRef":{"name":"#);
+                write_str(out, secret)?;
+                out.extend_from_slice(b"}}");
+            }
+            Entry::Mount { name, path } => {
+                out.extend_from_slice(br#"{"name":"#);
+                write_str(out, name)?;
+                out.extend_from_slice(br#","mountPath":"#);
+                write_str(out, path)?;
+                out.extend_from_slice(br#","readOnly":true}"#);
+            }
+            Entry::SecretVolume { name, secret } => {
+                out.extend_from_slice(br#"{"name":"#);
+                write_str(out, name)?;
+                out.extend_from_slice(br#","secret":{"secretName":"#);
+                write_str(out, secret)?;
+                write!(out, r#","defaultMode":{SECRET_VOLUME_MODE}}}}}"#)
+                    .map_err(serde_json::Error::io)?;
+            }
+            Entry::EmptyDir { name } => {
+                out.extend_from_slice(br#"{"name":"#);
+                write_str(out, name)?;
+                out.extend_from_slice(br#","emptyDir":{}}"#);
+            }
+            Entry::PullSecret { name } => {
+                out.extend_from_slice(br#"{"name":"#);
+                write_str(out, name)?;
+                out.push(b'}');
+            }
+            Entry::Container(value) => serde_json::to_writer(out, value)?,
+        }
+        Ok(())
+    }
 }
-
-#[derive(Debug, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ValueFrom<'p> {
-    secret_key_ref: KeyRef<'p>,
-}
-
-#[derive(Debug, PartialEq, serde::Serialize)]
-pub struct KeyRef<'p> {
-    name: &'p str,
-    key: &'p str,
-}
-
-#[derive(Debug, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EnvFromSecret<'p> {
-    secret_ref: Named<'p>,
-}
-
-#[derive(Debug, PartialEq, serde::Serialize)]
-pub struct Named<'p> {
-    name: &'p str,
-}
-
-#[derive(Debug, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Mount<'p> {
-    name: String,
-    mount_path: &'p str,
-    read_only: bool,
-}
-
-#[derive(Debug, PartialEq, serde::Serialize)]
-pub struct SecretVolume<'p> {
-    name: String,
-    secret: SecretSource<'p>,
-}
-
-#[derive(Debug, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SecretSource<'p> {
-    secret_name: &'p str,
-    default_mode: i64,
-}
-
-#[derive(Debug, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EmptyDirVolume {
-    name: String,
-    empty_dir: Empty,
-}
-
-/// `{}`.
-#[derive(Debug, PartialEq, serde::Serialize)]
-pub struct Empty {}
 
 /// Entries to append to one list of the Pod, found by a key (a name or a
 /// path) in a map: checking an item costs O(1), so injection stays linear.
@@ -709,13 +701,10 @@ fn inject<'p>(
         if volumes.find(name).is_none() {
             volumes.push(
                 name,
-                Entry::SecretVolume(SecretVolume {
+                Entry::SecretVolume {
                     name: name.clone(),
-                    secret: SecretSource {
-                        secret_name: secret,
-                        default_mode: SECRET_VOLUME_MODE,
-                    },
-                }),
+                    secret,
+                },
             );
         }
     }
@@ -734,10 +723,9 @@ fn inject<'p>(
         if volumes.find(volume).is_none() {
             volumes.push(
                 volume,
-                Entry::EmptyDir(EmptyDirVolume {
+                Entry::EmptyDir {
                     name: volume.clone(),
-                    empty_dir: Empty {},
-                }),
+                },
             );
         }
     }
@@ -756,7 +744,7 @@ fn inject<'p>(
     let mut pulls = Append::new(spec, "imagePullSecrets", by_name);
     for secret in &plan.pull_secrets {
         if pulls.find(secret).is_none() {
-            pulls.push(secret, Entry::PullSecret(Named { name: secret }));
+            pulls.push(secret, Entry::PullSecret { name: secret });
         }
     }
     pulls.finish(&mut additions.spec);
@@ -780,17 +768,16 @@ fn inject<'p>(
             let mut lists = Vec::new();
             let mut vars = Append::new(container, "env", by_name);
             for (env, secret, key) in &plan.env {
-                let entry = Entry::Env(EnvVar {
+                let entry = Entry::Env {
                     name: env,
-                    value_from: ValueFrom {
-                        secret_key_ref: KeyRef { name: secret, key },
-                    },
-                });
+                    secret,
+                    key,
+                };
                 match vars.find(env) {
                     None => vars.push(env, entry),
                     Some(Found::Added(added)) if *added == entry => {}
                     Some(Found::Existing(own))
-                        if serde_json::to_value(&entry).is_ok_and(|e| e == *own) => {}
+                        if patch::WriteJson::to_value(&entry).is_ok_and(|e| e == *own) => {}
                     Some(_) => warnings.push(format!(
                         "container {cname:?} sets {env} itself; its own value wins over the credential annotation"
                     )),
@@ -800,12 +787,7 @@ fn inject<'p>(
             let mut sources = Append::new(container, "envFrom", by_secret_ref);
             for secret in &plan.env_from {
                 if sources.find(secret).is_none() {
-                    sources.push(
-                        secret,
-                        Entry::EnvFrom(EnvFromSecret {
-                            secret_ref: Named { name: secret },
-                        }),
-                    );
+                    sources.push(secret, Entry::EnvFrom { secret });
                 }
             }
             sources.finish(&mut lists);
@@ -814,14 +796,13 @@ fn inject<'p>(
                 match mounts.find(path) {
                     None => mounts.push(
                         path,
-                        Entry::Mount(Mount {
+                        Entry::Mount {
                             name: name.clone(),
-                            mount_path: path,
-                            read_only: true,
-                        }),
+                            path,
+                        },
                     ),
                     Some(Found::Existing(m)) if m["name"] == name.as_str() => {}
-                    Some(Found::Added(Entry::Mount(m))) if m.name == *name => {}
+                    Some(Found::Added(Entry::Mount { name: added, .. })) if added == name => {}
                     Some(_) => warnings.push(format!(
                         "container {cname:?} already mounts something at {path}; credential {credential:?} is not mounted there"
                     )),
@@ -834,11 +815,10 @@ fn inject<'p>(
                     if mounts.find(path).is_none() {
                         mounts.push(
                             path,
-                            Entry::Mount(Mount {
+                            Entry::Mount {
                                 name: name.clone(),
-                                mount_path: path,
-                                read_only: true,
-                            }),
+                                path,
+                            },
                         );
                     }
                 }

@@ -4,7 +4,6 @@
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
-use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -87,7 +86,31 @@ impl<E> Default for SpecAdditions<E> {
     }
 }
 
-impl<E: Serialize> SpecAdditions<E> {
+/// An entry that writes itself as JSON, straight into the patch: its member
+/// names as they are, its strings escaped by serde.
+pub trait WriteJson {
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error>;
+
+    /// The entry as a JSON value (for the small operations).
+    fn to_value(&self) -> Result<Value, serde_json::Error> {
+        let mut json = Vec::new();
+        self.write_json(&mut json)?;
+        serde_json::from_slice(&json)
+    }
+}
+
+impl WriteJson for Value {
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        serde_json::to_writer(out, self)
+    }
+}
+
+/// Writes `s` as a JSON string.
+pub fn write_str(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
+    serde_json::to_writer(out, s)
+}
+
+impl<E: WriteJson> SpecAdditions<E> {
     /// True when nothing is added.
     pub fn is_empty(&self) -> bool {
         self.spec.is_empty() && self.containers.is_empty()
@@ -103,10 +126,14 @@ impl<E: Serialize> SpecAdditions<E> {
             if addition.existing {
                 tokens.push("-");
                 for entry in &addition.entries {
-                    ops.push(add(&tokens, serde_json::to_value(entry)?));
+                    ops.push(add(&tokens, entry.to_value()?));
                 }
             } else {
-                ops.push(add(&tokens, serde_json::to_value(&addition.entries)?));
+                let entries = addition.entries.iter().map(E::to_value);
+                ops.push(add(
+                    &tokens,
+                    Value::Array(entries.collect::<Result<_, _>>()?),
+                ));
             }
             Ok::<_, serde_json::Error>(())
         };
@@ -154,126 +181,138 @@ impl<E: Serialize> SpecAdditions<E> {
             .filter(|_| self.op_count() >= 2)
             .filter(|spec| json_size_within(spec, COLLAPSE_MAX_SPEC_BYTES))
             .and_then(Value::as_object);
-        match folded {
-            Some(spec) => {
-                #[derive(serde::Serialize)]
-                struct Replace<'a, E: Serialize> {
-                    op: &'static str,
-                    path: &'static str,
-                    value: PatchedSpec<'a, E>,
-                }
-                serde_json::to_vec(&[Replace {
-                    op: "replace",
-                    path: "/spec",
-                    value: PatchedSpec {
-                        spec,
-                        additions: self,
-                    },
-                }])
-            }
-            _ => serde_json::to_vec(&self.ops()?),
-        }
-    }
-}
-
-/// A spec written with its additions in place.
-struct PatchedSpec<'a, E> {
-    spec: &'a serde_json::Map<String, Value>,
-    additions: &'a SpecAdditions<E>,
-}
-
-impl<E: Serialize> Serialize for PatchedSpec<'_, E> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let added = |key: &str| self.additions.spec.iter().find(|a| a.list == key);
-        // The containers' additions of one list, contiguous and by index.
-        let containers = |key: &str| {
-            let all = &self.additions.containers;
-            let start = all.iter().position(|c| c.list == key).unwrap_or(all.len());
-            let len = all[start..].iter().take_while(|c| c.list == key).count();
-            &all[start..start + len]
+        let Some(spec) = folded else {
+            return serde_json::to_vec(&self.ops()?);
         };
-        let mut map = s.serialize_map(None)?;
-        for (key, value) in self.spec {
-            let (added, containers) = (added(key), containers(key));
+        let mut out = Vec::with_capacity(4096);
+        out.extend_from_slice(br#"[{"op":"replace","path":"/spec","value":"#);
+        self.write_spec(&mut out, spec)?;
+        out.extend_from_slice(b"}]");
+        Ok(out)
+    }
+
+    /// `spec` with its additions in place.
+    fn write_spec(
+        &self,
+        out: &mut Vec<u8>,
+        spec: &serde_json::Map<String, Value>,
+    ) -> Result<(), serde_json::Error> {
+        let mut object = Object::start(out);
+        for (key, value) in spec {
+            let added = self.spec.iter().find(|a| a.list == key);
+            let containers = self.containers_of(key);
+            object.member(out, key)?;
             if added.is_none() && containers.is_empty() {
-                map.serialize_entry(key, value)?;
+                serde_json::to_writer(&mut *out, value)?;
             } else {
-                map.serialize_entry(
-                    key,
-                    &PatchedList {
-                        existing: value.as_array(),
-                        containers,
-                        added: added.map_or(&[], |a| &a.entries),
-                    },
+                write_list(
+                    out,
+                    value.as_array(),
+                    containers,
+                    added.map_or(&[], |a| &a.entries),
                 )?;
             }
         }
-        for addition in &self.additions.spec {
-            if !self.spec.contains_key(addition.list) {
-                map.serialize_entry(addition.list, &addition.entries)?;
+        for addition in &self.spec {
+            if !spec.contains_key(addition.list) {
+                object.member(out, addition.list)?;
+                write_list(out, None, &[], &addition.entries)?;
             }
         }
-        map.end()
+        object.end(out);
+        Ok(())
+    }
+
+    /// The containers' additions of one list, contiguous and by index.
+    fn containers_of(&self, list: &str) -> &[ContainerAdditions<E>] {
+        let all = &self.containers;
+        let start = all.iter().position(|c| c.list == list).unwrap_or(all.len());
+        let len = all[start..].iter().take_while(|c| c.list == list).count();
+        &all[start..start + len]
     }
 }
 
-/// A list written with its containers' additions in place and `added` after.
-struct PatchedList<'a, E> {
-    /// The list's items, when it is an array.
-    existing: Option<&'a Vec<Value>>,
-    containers: &'a [ContainerAdditions<E>],
-    added: &'a [E],
+/// A JSON object being written: a comma before every member but the first.
+struct Object {
+    first: bool,
 }
 
-impl<E: Serialize> Serialize for PatchedList<'_, E> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(None)?;
-        let mut containers = self.containers.iter().peekable();
-        for (i, item) in self.existing.into_iter().flatten().enumerate() {
-            match (containers.next_if(|c| c.index == i), item.as_object()) {
-                (Some(additions), Some(container)) => seq.serialize_element(&PatchedContainer {
-                    container,
-                    lists: &additions.lists,
-                })?,
-                _ => seq.serialize_element(item)?,
-            }
+impl Object {
+    fn start(out: &mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Object { first: true }
+    }
+
+    /// Writes the member name `key` (and its colon).
+    fn member(&mut self, out: &mut Vec<u8>, key: &str) -> Result<(), serde_json::Error> {
+        if !std::mem::take(&mut self.first) {
+            out.push(b',');
         }
-        for entry in self.added {
-            seq.serialize_element(entry)?;
-        }
-        seq.end()
+        write_str(out, key)?;
+        out.push(b':');
+        Ok(())
+    }
+
+    fn end(self, out: &mut Vec<u8>) {
+        out.push(b'}');
     }
 }
 
-/// A container written with its additions in place.
-struct PatchedContainer<'a, E> {
-    container: &'a serde_json::Map<String, Value>,
-    lists: &'a [ListAddition<E>],
+/// A list: its items (when it is an array) with their containers' additions
+/// in place, then `added`.
+fn write_list<E: WriteJson>(
+    out: &mut Vec<u8>,
+    existing: Option<&Vec<Value>>,
+    containers: &[ContainerAdditions<E>],
+    added: &[E],
+) -> Result<(), serde_json::Error> {
+    out.push(b'[');
+    let mut containers = containers.iter().peekable();
+    let mut first = true;
+    let mut comma = |out: &mut Vec<u8>| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+    };
+    for (i, item) in existing.into_iter().flatten().enumerate() {
+        comma(out);
+        match (containers.next_if(|c| c.index == i), item.as_object()) {
+            (Some(additions), Some(container)) => {
+                write_container(out, container, &additions.lists)?
+            }
+            _ => serde_json::to_writer(&mut *out, item)?,
+        }
+    }
+    for entry in added {
+        comma(out);
+        entry.write_json(out)?;
+    }
+    out.push(b']');
+    Ok(())
 }
 
-impl<E: Serialize> Serialize for PatchedContainer<'_, E> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        for (key, value) in self.container {
-            match self.lists.iter().find(|a| a.list == key) {
-                Some(addition) => map.serialize_entry(
-                    key,
-                    &PatchedList::<E> {
-                        existing: value.as_array(),
-                        containers: &[],
-                        added: &addition.entries,
-                    },
-                )?,
-                None => map.serialize_entry(key, value)?,
-            }
+/// A container with its additions in place.
+fn write_container<E: WriteJson>(
+    out: &mut Vec<u8>,
+    container: &serde_json::Map<String, Value>,
+    lists: &[ListAddition<E>],
+) -> Result<(), serde_json::Error> {
+    let mut object = Object::start(out);
+    for (key, value) in container {
+        object.member(out, key)?;
+        match lists.iter().find(|a| a.list == key) {
+            Some(addition) => write_list::<E>(out, value.as_array(), &[], &addition.entries)?,
+            None => serde_json::to_writer(&mut *out, value)?,
         }
-        for addition in self.lists {
-            if !self.container.contains_key(addition.list) {
-                map.serialize_entry(addition.list, &addition.entries)?;
-            }
-        }
-        map.end()
     }
+    for addition in lists {
+        if !container.contains_key(addition.list) {
+            object.member(out, addition.list)?;
+            write_list(out, None, &[], &addition.entries)?;
+        }
+    }
+    object.end(out);
+    Ok(())
 }
 
 /// Whether `value` encodes as JSON in at most about `budget` bytes; stops
