@@ -22,7 +22,7 @@ test: lint k8s-bins
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "make test: %d passed, %d failed\n", p, f}' target/test-output.log
 
 ## The performance benchmark (issues 9 and 19): peers (no webhook, null webhook, credgate, Kyverno), API server profiles, ceiling, fixed rate, scale, criterion.
-## Writes target/bench/results.json and results.txt. BENCH_SECS, BENCH_PAIRS, BENCH_SCALE, BENCH_DECISION_RUNS, BENCH_KYVERNO=0, BENCH_PROFILE=0, BENCH_ONLY=peers|profile|scale tune it.
+## Writes target/bench/results.json and results.txt. BENCH_SECS, BENCH_PAIRS, BENCH_SCALE, BENCH_DECISION_RUNS, BENCH_KYVERNO=0, BENCH_PROFILE=0, BENCH_ONLY=peers|profile|ceiling|scale tune it.
 bench:
 	scripts/bench.py
 

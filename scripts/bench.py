@@ -10,7 +10,8 @@
    webhook and with credgate, reduced to ms per pod at named functions, and
    what the API server's JSON patch library spends on each form of the
    injection (benches/apiserver_patch; BENCH_PROFILE=0 skips both).
-2. Ceiling: examples/null_webhook with a canned answer (credgate's TLS setup
+2. Ceiling (also alone with BENCH_ONLY=ceiling, into target/bench/ceiling.json):
+   examples/null_webhook with a canned answer (credgate's TLS setup
    answering a canned AdmissionReview of the size of credgate's answer) vs
    credgate /mutate (a 3-container pod, 5 credential references) and
    /validate (a docker-registry Secret), with oha over TLS keep-alive, 50
@@ -51,6 +52,7 @@ NAMESPACES, SECRETS_PER_NS, PODS_PER_NS = (int(x) for x in os.environ.get("BENCH
 CONNECTIONS = 50
 CLUSTER = OUT / "cluster"
 SCALE_ONLY = os.environ.get("BENCH_ONLY") == "scale"
+CEILING_ONLY = os.environ.get("BENCH_ONLY") == "ceiling"
 # kube-apiserver serves /debug/pprof for the profiles of the peers step.
 ENV = dict(os.environ, CREDGATE_DEV_STATE=str(CLUSTER), CREDGATE_BIN=str(REPO / "target/release/credgate"),
            CREDGATE_APISERVER_PROFILING="true")
@@ -717,7 +719,7 @@ def main():
     try:
         db = fixtures(kubectl)
         sh(REPO / "target/release/credgate", "--log-level", "warn", "certs", "--out", OUT / "certs", "--dns", "localhost", "--ip", "127.0.0.1")
-        if not SCALE_ONLY:
+        if not SCALE_ONLY and not CEILING_ONLY:
             log(f"peers: no webhook / null webhook / credgate, {PAIRS} rounds, 1 and 20 clients")
             wait_quiet()
             p = Peers(kubectl)
@@ -753,6 +755,10 @@ def main():
         results["answer_bytes"] = len(answer)
         if not SCALE_ONLY:
             ceiling(results, bodies, port, base_port, answer)
+        if CEILING_ONLY:
+            (OUT / "ceiling.json").write_text(json.dumps(results, indent=2))
+            print(json.dumps({k: results[k] for k in ("ceiling", "fixed_rate_mutate_1000")}, indent=2))
+            return
 
         decision_bodies = {"mutate": ("mutate", bodies / "mutate.json"), "delete_in_use": ("validate", bodies / "delete.json"),
                            "delete_cluster_scope": ("validate", bodies / "delete-cluster.json")}
