@@ -171,8 +171,8 @@ pub fn describe_json_error(error: &serde_json::Error) -> String {
     }
 }
 
-/// The answer to one request; [`encode`] writes it as kube-rs's
-/// `AdmissionResponse` does, with the patch as base64 (the API's `[]byte`).
+/// The answer to one request; [`encode`] writes it as the API defines
+/// `AdmissionResponse`, with the patch as base64 (the API's `[]byte`).
 #[derive(Debug)]
 pub struct Answer {
     pub uid: String,
@@ -221,9 +221,9 @@ impl Answer {
         answer
     }
 
-    /// Adds `patch`, RFC 6902 JSON.
+    /// Adds `patch`, RFC 6902 JSON; an empty one is no patch.
     pub fn set_patch(&mut self, patch: Vec<u8>) {
-        self.patch = Some(patch);
+        self.patch = Some(patch).filter(|p| !p.is_empty());
     }
 }
 

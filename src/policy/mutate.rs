@@ -468,8 +468,9 @@ pub struct Injection<'p> {
 ///
 /// Reads the Pod's spec as JSON (fields credgate does not know are never
 /// touched) and appends only what is missing to each list, so a second pass
-/// (reinvocation) adds nothing. The entries borrow the plan's strings: no
-/// JSON tree is built for them, and nothing of the Pod is copied. The work is
+/// (reinvocation) adds nothing. The entries borrow the plan's strings (only
+/// volume names are made, one per volume), no JSON tree is built for them
+/// but a fetcher container's, and nothing of the Pod is copied. The work is
 /// linear in the size of the pod, and bounded by the limits of
 /// [`crate::model::workload`] and [`MAX_INJECTED_ENTRIES`].
 pub fn pod_inject<'p>(
@@ -559,7 +560,8 @@ impl patch::WriteJson for Entry<'_> {
 }
 
 /// Entries to append to one list of the Pod, found by a key (a name or a
-/// path) in a map: checking an item costs O(1), so injection stays linear.
+/// path) in [`Keys`]: checking an item costs O(1) (at most 16 compared), so
+/// injection stays linear.
 /// The keys are borrowed from the pod and from the plan: nothing is copied to
 /// look up.
 struct Append<'k, 'p> {
@@ -753,8 +755,9 @@ fn inject<'p>(
             continue;
         };
         for (i, container) in containers.iter().enumerate() {
-            // The API server sends containers as objects; anything else is
-            // left as it is (the API server would refuse it anyway).
+            // The API server sends containers as objects; anything else (only
+            // a client posting to credgate itself can send it) gets nothing,
+            // and the API server would refuse such a pod anyway.
             if !container.is_object() {
                 continue;
             }
@@ -903,6 +906,40 @@ mod pod_tests {
         );
     }
 
+    /// Strings that need escaping stay whole; a container's list that is not
+    /// an array is replaced by the injected one, and a container that is not
+    /// an object gets nothing; a container with more than 16 variables of
+    /// its own still sees the one that is already there.
+    #[test]
+    fn odd_pods_get_the_same_object_either_way() {
+        let mut own: Vec<Value> = (0..20)
+            .map(|i| json!({"name": format!("OWN_{i}"), "value": "x"}))
+            .collect();
+        own.push(json!({"name": "DB_URL", "valueFrom": {"secretKeyRef": {"name": "db-secret", "key": "url"}}}));
+        let p = pod(
+            json!({"run.ai/credentials-env": "DB_URL=db:url", "run.ai/credentials-volume": "db:/etc/d\"b\\ é",
+                   "run.ai/image-pull-credentials": "none"}),
+            json!([
+                {"name": "q\"uote", "image": "nginx", "env": {"not": "a list"}},
+                "not a container",
+                {"name": "many", "image": "nginx", "env": own}
+            ]),
+        );
+        let (once, warnings) = mutated(&p);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let containers = &once["spec"]["containers"];
+        assert_eq!(
+            containers[0]["env"],
+            json!([{"name": "DB_URL", "valueFrom": {"secretKeyRef": {"name": "db-secret", "key": "url"}}}])
+        );
+        assert_eq!(
+            containers[0]["volumeMounts"][0]["mountPath"],
+            "/etc/d\"b\\ é"
+        );
+        assert_eq!(containers[1], "not a container");
+        assert_eq!(containers[2]["env"].as_array().unwrap().len(), 21);
+    }
+
     /// A list's keys find the first item with each, whether few or many.
     #[test]
     fn keys_find_the_first_item_few_or_many() {
@@ -996,6 +1033,11 @@ mod pod_tests {
             once["spec"]["containers"][1]["env"][0],
             json!({"name": "X", "value": "1"}),
             "user env kept first"
+        );
+        assert_eq!(
+            once["spec"]["containers"][1]["env"][1],
+            json!({"name": "DB_URL", "valueFrom": {"secretKeyRef": {"name": "db-secret", "key": "url"}}}),
+            "the Kubernetes API's shape, after the user's own"
         );
         assert_eq!(
             once["spec"]["volumes"],

@@ -45,7 +45,7 @@ pub fn add(tokens: &[&str], value: Value) -> PatchOperation {
 /// `replace` (see [`SpecAdditions::patch_json`]); larger ones get small
 /// operations, so neither credgate's memory nor its answer grows with a large
 /// pod.
-pub const COLLAPSE_MAX_SPEC_BYTES: usize = 64 * 1024;
+pub const REPLACE_MAX_SPEC_BYTES: usize = 64 * 1024;
 
 /// Entries appended to one list of a Pod's spec or of one of its containers.
 #[derive(Debug)]
@@ -68,7 +68,12 @@ pub struct ContainerAdditions<E> {
 }
 
 /// What an injection adds to a Pod's spec: entries appended to lists, each
-/// written by its own `Serialize`, never built as a JSON tree.
+/// writing its own JSON ([`WriteJson`]).
+///
+/// `containers` must name containers that are in their list, as objects, in
+/// the order of their list and index, each once (as the injection makes
+/// them); [`SpecAdditions::patch_json`] fails otherwise rather than drop an
+/// addition.
 #[derive(Debug)]
 pub struct SpecAdditions<E> {
     /// Lists of the spec itself (`volumes`, `initContainers`, `imagePullSecrets`).
@@ -91,7 +96,8 @@ impl<E> Default for SpecAdditions<E> {
 pub trait WriteJson {
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error>;
 
-    /// The entry as a JSON value (for the small operations).
+    /// The entry as a JSON value (for the small operations, and to compare
+    /// with an item the Pod has).
     fn to_value(&self) -> Result<Value, serde_json::Error> {
         let mut json = Vec::new();
         self.write_json(&mut json)?;
@@ -99,6 +105,7 @@ pub trait WriteJson {
     }
 }
 
+#[cfg(test)]
 impl WriteJson for Value {
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         serde_json::to_writer(out, self)
@@ -169,7 +176,7 @@ impl<E: WriteJson> SpecAdditions<E> {
     /// so the 15 small operations of a typical injection cost it about three
     /// times one `replace`, whose value it only scans (`make bench`: the API
     /// server's profile, and `benches/apiserver_patch` with its own library).
-    /// So a spec up to [`COLLAPSE_MAX_SPEC_BYTES`] is sent as one `replace
+    /// So a spec up to [`REPLACE_MAX_SPEC_BYTES`] is sent as one `replace
     /// /spec`, written straight from the request's spec with the entries in
     /// place: the same object the small operations make. A single operation,
     /// a larger spec, or no spec to write keep the small operations.
@@ -179,7 +186,7 @@ impl<E: WriteJson> SpecAdditions<E> {
         }
         let folded = spec
             .filter(|_| self.op_count() >= 2)
-            .filter(|spec| json_size_within(spec, COLLAPSE_MAX_SPEC_BYTES))
+            .filter(|spec| json_size_within(spec, REPLACE_MAX_SPEC_BYTES))
             .and_then(Value::as_object);
         let Some(spec) = folded else {
             return serde_json::to_vec(&self.ops()?);
@@ -197,30 +204,7 @@ impl<E: WriteJson> SpecAdditions<E> {
         out: &mut Vec<u8>,
         spec: &serde_json::Map<String, Value>,
     ) -> Result<(), serde_json::Error> {
-        let mut object = Object::start(out);
-        for (key, value) in spec {
-            let added = self.spec.iter().find(|a| a.list == key);
-            let containers = self.containers_of(key);
-            object.member(out, key)?;
-            if added.is_none() && containers.is_empty() {
-                serde_json::to_writer(&mut *out, value)?;
-            } else {
-                write_list(
-                    out,
-                    value.as_array(),
-                    containers,
-                    added.map_or(&[], |a| &a.entries),
-                )?;
-            }
-        }
-        for addition in &self.spec {
-            if !spec.contains_key(addition.list) {
-                object.member(out, addition.list)?;
-                write_list(out, None, &[], &addition.entries)?;
-            }
-        }
-        object.end(out);
-        Ok(())
+        write_object(out, spec, &self.spec, |list| self.containers_of(list))
     }
 
     /// The containers' additions of one list, contiguous and by index.
@@ -258,14 +242,50 @@ impl Object {
     }
 }
 
+/// An object (the spec or a container) with `lists` appended to (or added)
+/// and, in each of its lists, the `containers` additions in place.
+fn write_object<'a, E: WriteJson + 'a>(
+    out: &mut Vec<u8>,
+    object: &serde_json::Map<String, Value>,
+    lists: &'a [ListAddition<E>],
+    containers: impl Fn(&str) -> &'a [ContainerAdditions<E>],
+) -> Result<(), serde_json::Error> {
+    let mut members = Object::start(out);
+    for (key, value) in object {
+        let added = lists.iter().find(|a| a.list == key);
+        let inner = containers(key);
+        members.member(out, key)?;
+        if added.is_none() && inner.is_empty() {
+            serde_json::to_writer(&mut *out, value)?;
+        } else {
+            write_list(
+                out,
+                value.as_array(),
+                inner,
+                added.map_or(&[], |a| &a.entries),
+            )?;
+        }
+    }
+    for addition in lists {
+        if !object.contains_key(addition.list) {
+            members.member(out, addition.list)?;
+            write_list::<E>(out, None, &[], &addition.entries)?;
+        }
+    }
+    members.end(out);
+    Ok(())
+}
+
 /// A list: its items (when it is an array) with their containers' additions
-/// in place, then `added`.
+/// in place, then `added`. An addition for a container that is not in the
+/// list, or not an object, is an error: it is never dropped.
 fn write_list<E: WriteJson>(
     out: &mut Vec<u8>,
     existing: Option<&Vec<Value>>,
     containers: &[ContainerAdditions<E>],
     added: &[E],
 ) -> Result<(), serde_json::Error> {
+    use serde::ser::Error as _;
     out.push(b'[');
     let mut containers = containers.iter().peekable();
     let mut first = true;
@@ -278,40 +298,28 @@ fn write_list<E: WriteJson>(
         comma(out);
         match (containers.next_if(|c| c.index == i), item.as_object()) {
             (Some(additions), Some(container)) => {
-                write_container(out, container, &additions.lists)?
+                write_object(out, container, &additions.lists, |_| &[])?;
             }
-            _ => serde_json::to_writer(&mut *out, item)?,
+            (Some(additions), None) => {
+                return Err(serde_json::Error::custom(format!(
+                    "{} {} is not an object",
+                    additions.list, additions.index
+                )));
+            }
+            (None, _) => serde_json::to_writer(&mut *out, item)?,
         }
+    }
+    if let Some(additions) = containers.next() {
+        return Err(serde_json::Error::custom(format!(
+            "no {} {} to add to",
+            additions.list, additions.index
+        )));
     }
     for entry in added {
         comma(out);
         entry.write_json(out)?;
     }
     out.push(b']');
-    Ok(())
-}
-
-/// A container with its additions in place.
-fn write_container<E: WriteJson>(
-    out: &mut Vec<u8>,
-    container: &serde_json::Map<String, Value>,
-    lists: &[ListAddition<E>],
-) -> Result<(), serde_json::Error> {
-    let mut object = Object::start(out);
-    for (key, value) in container {
-        object.member(out, key)?;
-        match lists.iter().find(|a| a.list == key) {
-            Some(addition) => write_list::<E>(out, value.as_array(), &[], &addition.entries)?,
-            None => serde_json::to_writer(&mut *out, value)?,
-        }
-    }
-    for addition in lists {
-        if !container.contains_key(addition.list) {
-            object.member(out, addition.list)?;
-            write_list(out, None, &[], &addition.entries)?;
-        }
-    }
-    object.end(out);
     Ok(())
 }
 
@@ -452,6 +460,34 @@ mod tests {
         let large =
             json!({"containers": [{"name": "a", "env": env}, {"name": "b"}, {"name": "c"}]});
         assert_eq!(small(&additions, Some(&large)), ops);
+    }
+
+    /// An addition for a container that is not there, or not an object, is
+    /// an error (the webhook then refuses the pod): never dropped.
+    #[test]
+    fn additions_are_never_dropped() {
+        let spec = json!({"containers": [{"name": "a"}, "b"]});
+        let at = |index| SpecAdditions {
+            spec: vec![ListAddition {
+                list: "imagePullSecrets",
+                existing: false,
+                entries: vec![json!({"name": "r"})],
+            }],
+            containers: vec![ContainerAdditions {
+                list: "containers",
+                index,
+                lists: vec![ListAddition {
+                    list: "env",
+                    existing: false,
+                    entries: vec![json!({"name": "Y", "value": "2"})],
+                }],
+            }],
+        };
+        assert!(at(0).patch_json(Some(&spec)).is_ok());
+        for index in [1, 2] {
+            let error = at(index).patch_json(Some(&spec)).unwrap_err();
+            assert!(error.to_string().contains("containers"), "{error}");
+        }
     }
 
     #[test]
