@@ -67,6 +67,15 @@ impl Admission {
             Ok(plan) => plan,
             Err(deny) => return (Err(deny), Patch::new()),
         };
+        // The patch is written before anything is done for the pod: a pod
+        // whose patch cannot be written leaves no copy and no record.
+        let (patch, warnings) = {
+            let injection = mutate::pod_inject(&self.settings.fetchers, spec, &plan);
+            match injection.additions.patch_json(spec) {
+                Ok(patch) => (patch, injection.warnings),
+                Err(error) => return (Err(unencodable(&error)), Patch::new()),
+            }
+        };
         if !req.dry_run
             && let Err(deny) = self.ensure_copies(namespace, &plan.missing_copies).await
         {
@@ -82,16 +91,7 @@ impl Admission {
         {
             return (Err(deny), Patch::new());
         }
-        let injection = mutate::pod_inject(&self.settings.fetchers, spec, &plan);
-        match injection.additions.patch_json(spec) {
-            Ok(patch) => (
-                Ok(Allow {
-                    warnings: injection.warnings,
-                }),
-                patch,
-            ),
-            Err(error) => (Err(unencodable(&error)), Patch::new()),
-        }
+        (Ok(Allow { warnings }), patch)
     }
 
     /// A pod about to be admitted is recorded until the watch shows it (see

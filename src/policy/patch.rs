@@ -216,29 +216,18 @@ impl<E: WriteJson> SpecAdditions<E> {
     }
 }
 
-/// A JSON object being written: a comma before every member but the first.
-struct Object {
-    first: bool,
+/// Commas between the members of an object or the items of a list.
+#[derive(Default)]
+struct Commas {
+    started: bool,
 }
 
-impl Object {
-    fn start(out: &mut Vec<u8>) -> Self {
-        out.push(b'{');
-        Object { first: true }
-    }
-
-    /// Writes the member name `key` (and its colon).
-    fn member(&mut self, out: &mut Vec<u8>, key: &str) -> Result<(), serde_json::Error> {
-        if !std::mem::take(&mut self.first) {
+impl Commas {
+    /// A comma before every member or item but the first.
+    fn next(&mut self, out: &mut Vec<u8>) {
+        if std::mem::replace(&mut self.started, true) {
             out.push(b',');
         }
-        write_str(out, key)?;
-        out.push(b':');
-        Ok(())
-    }
-
-    fn end(self, out: &mut Vec<u8>) {
-        out.push(b'}');
     }
 }
 
@@ -250,11 +239,18 @@ fn write_object<'a, E: WriteJson + 'a>(
     lists: &'a [ListAddition<E>],
     containers: impl Fn(&str) -> &'a [ContainerAdditions<E>],
 ) -> Result<(), serde_json::Error> {
-    let mut members = Object::start(out);
+    let mut commas = Commas::default();
+    let mut member = |out: &mut Vec<u8>, key: &str| {
+        commas.next(out);
+        write_str(out, key)?;
+        out.push(b':');
+        Ok::<_, serde_json::Error>(())
+    };
+    out.push(b'{');
     for (key, value) in object {
         let added = lists.iter().find(|a| a.list == key);
         let inner = containers(key);
-        members.member(out, key)?;
+        member(out, key)?;
         if added.is_none() && inner.is_empty() {
             serde_json::to_writer(&mut *out, value)?;
         } else {
@@ -268,11 +264,11 @@ fn write_object<'a, E: WriteJson + 'a>(
     }
     for addition in lists {
         if !object.contains_key(addition.list) {
-            members.member(out, addition.list)?;
+            member(out, addition.list)?;
             write_list::<E>(out, None, &[], &addition.entries)?;
         }
     }
-    members.end(out);
+    out.push(b'}');
     Ok(())
 }
 
@@ -288,14 +284,9 @@ fn write_list<E: WriteJson>(
     use serde::ser::Error as _;
     out.push(b'[');
     let mut containers = containers.iter().peekable();
-    let mut first = true;
-    let mut comma = |out: &mut Vec<u8>| {
-        if !std::mem::take(&mut first) {
-            out.push(b',');
-        }
-    };
+    let mut commas = Commas::default();
     for (i, item) in existing.into_iter().flatten().enumerate() {
-        comma(out);
+        commas.next(out);
         match (containers.next_if(|c| c.index == i), item.as_object()) {
             (Some(additions), Some(container)) => {
                 write_object(out, container, &additions.lists, |_| &[])?;
@@ -316,7 +307,7 @@ fn write_list<E: WriteJson>(
         )));
     }
     for entry in added {
-        comma(out);
+        commas.next(out);
         entry.write_json(out)?;
     }
     out.push(b']');
