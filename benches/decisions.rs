@@ -77,11 +77,12 @@ fn benches(c: &mut Criterion) {
     support::add_pod_credentials(&mut index, "project-1");
     let pod = support::training_pod("project-1");
     let annotations = support::annotations(&pod);
+    let spec = pod.get("spec").map(credgate::model::json::Json::from);
+    let spec = spec.as_ref();
     c.bench_function(
         "resolve + patch a 3-container pod with 5 credential references",
         |b| {
             b.iter(|| {
-                let spec = pod.get("spec");
                 let plan = mutate::pod(&settings, &index, "project-1", annotations.as_ref(), spec)
                     .unwrap();
                 let injection = mutate::pod_inject(&settings.fetchers, spec, &plan);
@@ -90,7 +91,6 @@ fn benches(c: &mut Criterion) {
         },
     );
 
-    let spec = pod.get("spec");
     let plan = mutate::pod(&settings, &index, "project-1", annotations.as_ref(), spec).unwrap();
     let injection = mutate::pod_inject(&settings.fetchers, spec, &plan);
     c.bench_function(

@@ -12,7 +12,6 @@ use credgate::admission::Admission;
 use credgate::policy::Settings;
 use credgate::server::{Options, Server, http::Limits};
 use credgate::state::health::Health;
-use credgate::state::index::{Index, NamespaceInfo};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,16 +28,7 @@ async fn main() -> anyhow::Result<()> {
     let [addr, cert, key] = args.as_slice() else {
         anyhow::bail!("usage: serve_snapshot ADDR CERT KEY");
     };
-    let mut index = Index::default();
-    index.set_namespace(
-        "bench-p",
-        NamespaceInfo {
-            project: Some("bench-p".into()),
-            ..Default::default()
-        },
-    );
-    index.set_namespace("runai", NamespaceInfo::default());
-    support::add_pod_credentials(&mut index, "bench-p");
+    let index = support::bench_snapshot();
     let options = Options {
         addr: addr.parse()?,
         admin_addr: "127.0.0.1:0".parse()?,

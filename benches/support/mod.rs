@@ -1,7 +1,7 @@
 //! Fixtures shared by the benchmarks and the measuring examples.
 
 use credgate::model::credential::{CredentialType, Scope};
-use credgate::state::index::{Index, SecretInfo};
+use credgate::state::index::{Index, NamespaceInfo, SecretInfo};
 
 /// Adds the credentials the training pod names (db, s3, git, ghcr) to `namespace`.
 pub fn add_pod_credentials(index: &mut Index, namespace: &str) {
@@ -34,6 +34,24 @@ pub fn add_pod_credentials(index: &mut Index, namespace: &str) {
         };
         index.set_secret(namespace, name, info);
     }
+}
+
+/// The snapshot `serve_snapshot` and `review_count` answer from: project
+/// `bench-p` holding the training pod's credentials, and the credentials
+/// namespace `runai`.
+#[allow(dead_code)] // the benchmarks build their own
+pub fn bench_snapshot() -> Index {
+    let mut index = Index::default();
+    index.set_namespace(
+        "bench-p",
+        NamespaceInfo {
+            project: Some("bench-p".into()),
+            ..Default::default()
+        },
+    );
+    index.set_namespace("runai", NamespaceInfo::default());
+    add_pod_credentials(&mut index, "bench-p");
+    index
 }
 
 /// A 3-container pod with 5 credential references (env ×2, volume, S3, Git) and one matching

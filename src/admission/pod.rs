@@ -16,11 +16,20 @@ use crate::state::recent::PodName;
 /// What a pod decision reads of the Pod: the rest (its status, its
 /// managedFields) is skipped unread.
 #[derive(serde::Deserialize)]
-struct Pod {
+struct Pod<'a> {
     #[serde(default)]
     metadata: PodMeta,
-    #[serde(default)]
-    spec: Option<serde_json::Value>,
+    /// Its strings borrowed from the request.
+    #[serde(borrow, default, deserialize_with = "borrowed")]
+    spec: Option<crate::model::json::Json<'a>>,
+}
+
+/// A tree borrowing from the body (serde's `borrow` alone takes only `&str`
+/// and `Cow` fields).
+fn borrowed<'de, D: serde::Deserializer<'de>>(
+    json: D,
+) -> Result<Option<crate::model::json::Json<'de>>, D::Error> {
+    serde::Deserialize::deserialize(json)
 }
 
 #[derive(Default, serde::Deserialize)]

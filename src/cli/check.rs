@@ -211,15 +211,16 @@ fn decide(
             let annotations: Option<BTreeMap<String, String>> = value
                 .pointer("/metadata/annotations")
                 .and_then(|a| serde_json::from_value(a.clone()).ok());
+            let spec = value.get("spec").map(crate::model::json::Json::from);
             match mutate::pod(
                 settings,
                 index,
                 namespace,
                 annotations.as_ref(),
-                value.get("spec"),
+                spec.as_ref(),
             ) {
                 Ok(plan) => Outcome::Allowed(
-                    mutate::pod_inject(&settings.fetchers, value.get("spec"), &plan).warnings,
+                    mutate::pod_inject(&settings.fetchers, spec.as_ref(), &plan).warnings,
                 ),
                 Err(deny) => Outcome::Refused(deny.0),
             }

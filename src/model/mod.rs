@@ -8,5 +8,6 @@ pub mod copy;
 pub mod credential;
 pub mod datasource;
 pub mod dockerconfig;
+pub mod json;
 pub mod registry;
 pub mod workload;

@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 
 use crate::model::credential::is_dns_subdomain;
+use crate::model::json::{self, Json};
 
 /// Annotations on a Pod, or on the pod template's metadata of a workload.
 pub mod annotation {
@@ -609,22 +610,21 @@ impl Requests {
     }
 }
 
-/// The credential requests and the container images of a Pod or pod template given as JSON.
-pub fn pod_json_parts(pod: &serde_json::Value) -> Result<(Requests, Vec<&str>), AnnotationError> {
+/// The credential requests of a Pod or pod template given as JSON.
+pub fn pod_json_requests(pod: &serde_json::Value) -> Result<Requests, AnnotationError> {
     let annotations: Option<BTreeMap<String, String>> = pod
         .pointer("/metadata/annotations")
         .and_then(|a| serde_json::from_value(a.clone()).ok());
-    let requests = parse(annotations.as_ref())?;
-    Ok((requests, images(pod.get("spec"))))
+    parse(annotations.as_ref())
 }
 
-/// The container and init-container images of a pod spec given as JSON.
-pub fn images(spec: Option<&serde_json::Value>) -> Vec<&str> {
+/// The container and init-container images of a pod spec.
+pub fn images<'s>(spec: Option<&'s Json<'_>>) -> Vec<&'s str> {
     ["containers", "initContainers"]
         .iter()
-        .filter_map(|list| spec?.get(list)?.as_array())
+        .filter_map(|list| json::array_at(spec?, list))
         .flatten()
-        .filter_map(|c| c.get("image")?.as_str())
+        .filter_map(|c| json::str_at(c, "image"))
         .collect()
 }
 

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::model::datasource::{DataSource, GitSync, Source, overlaps};
+use crate::model::json::{self, Json};
 use crate::model::workload::Requests;
 use crate::policy::Fetchers;
 use crate::policy::resolve::{Fetch, Plan};
@@ -40,7 +41,7 @@ pub fn container_name(source: &DataSource) -> String {
 /// or be hidden. A mount of the source's own volume (a second pass) is fine.
 /// Also refuses a container or a volume that has a fetcher's name without
 /// being what credgate adds.
-pub fn conflicts(spec: Option<&Value>, requests: &Requests) -> Result<(), String> {
+pub fn conflicts(spec: Option<&Json<'_>>, requests: &Requests) -> Result<(), String> {
     let fetchers: Vec<String> = requests
         .sources
         .sources
@@ -57,23 +58,28 @@ pub fn conflicts(spec: Option<&Value>, requests: &Requests) -> Result<(), String
             ))
         };
         let volumes = spec
-            .and_then(|s| s["volumes"].as_array())
+            .and_then(|s| json::array_at(s, "volumes"))
             .into_iter()
             .flatten();
+        let empty_dir =
+            |v| matches!(json::get(v, "emptyDir"), Some(Json::Object(o)) if o.is_empty());
         if volumes
-            .filter(|v| v["name"] == ours.as_str())
-            .any(|v| v.get("emptyDir") != Some(&json!({})))
+            .filter(|v| json::str_at(v, "name") == Some(ours.as_str()))
+            .any(|v| !empty_dir(v))
         {
             return taken(format!(
                 "the pod has a volume {ours:?} that is not credgate's emptyDir"
             ));
         }
         let regular = spec
-            .and_then(|s| s["containers"].as_array())
+            .and_then(|s| json::array_at(s, "containers"))
             .into_iter()
             .flatten();
         let name = container_name(source);
-        if regular.into_iter().any(|c| c["name"] == name.as_str()) {
+        if regular
+            .into_iter()
+            .any(|c| json::str_at(c, "name") == Some(name.as_str()))
+        {
             return taken(format!("the pod has a container named {name:?}"));
         }
         let clash = |what: String| {
@@ -92,17 +98,21 @@ pub fn conflicts(spec: Option<&Value>, requests: &Requests) -> Result<(), String
         }
         let containers = ["initContainers", "containers"]
             .iter()
-            .filter_map(|list| spec?.get(list)?.as_array())
+            .filter_map(|list| json::array_at(spec?, list))
             .flatten();
         for container in containers {
-            let name = container["name"].as_str().unwrap_or_default();
+            let name = json::str_at(container, "name").unwrap_or_default();
             if fetchers.iter().any(|f| f == name) {
                 continue;
             }
-            let mounts = container["volumeMounts"].as_array().into_iter().flatten();
+            let mounts = json::array_at(container, "volumeMounts")
+                .into_iter()
+                .flatten();
             for mount in mounts {
-                let (Some(at), volume) = (mount["mountPath"].as_str(), mount["name"].as_str())
-                else {
+                let (Some(at), volume) = (
+                    json::str_at(mount, "mountPath"),
+                    json::str_at(mount, "name"),
+                ) else {
                     continue;
                 };
                 if volume != Some(ours.as_str()) && overlaps(at, path) {

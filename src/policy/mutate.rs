@@ -9,6 +9,7 @@ use std::io::Write as _;
 use crate::model::credential::secret_meta;
 use crate::model::credential::{CredentialType, annotation, label};
 use crate::model::dockerconfig;
+use crate::model::json::{self, Json};
 use crate::policy::patch;
 use crate::policy::validate::{DOCKER_CONFIG_JSON_KEY, credential_type};
 use crate::policy::{Change, Operation, SecretData};
@@ -407,7 +408,7 @@ pub fn pod(
     index: &crate::state::index::Index,
     namespace: &str,
     annotations: Option<&std::collections::BTreeMap<String, String>>,
-    spec: Option<&serde_json::Value>,
+    spec: Option<&Json<'_>>,
 ) -> Result<crate::policy::resolve::Plan, crate::policy::Deny> {
     let requests = pod_requests(annotations, spec)?;
     pod_plan(settings, index, namespace, &requests, spec)
@@ -416,13 +417,13 @@ pub fn pod(
 /// What the pod's annotations ask for, within the limits; reads no state.
 pub fn pod_requests(
     annotations: Option<&std::collections::BTreeMap<String, String>>,
-    spec: Option<&serde_json::Value>,
+    spec: Option<&Json<'_>>,
 ) -> Result<crate::model::workload::Requests, crate::policy::Deny> {
     use crate::policy::Deny;
     let requests = crate::model::workload::parse(annotations).map_err(|e| Deny(e.to_string()))?;
     let containers: usize = ["initContainers", "containers"]
         .iter()
-        .filter_map(|list| spec?.get(list)?.as_array().map(Vec::len))
+        .filter_map(|list| json::array_at(spec?, list).map(<[_]>::len))
         .sum();
     // S3 credentials add two variables to every container, Git ones four
     // (git-sync v3's and v4's names), and each data source a mount.
@@ -448,7 +449,7 @@ pub fn pod_plan(
     index: &crate::state::index::Index,
     namespace: &str,
     requests: &crate::model::workload::Requests,
-    spec: Option<&serde_json::Value>,
+    spec: Option<&Json<'_>>,
 ) -> Result<crate::policy::resolve::Plan, crate::policy::Deny> {
     let images = crate::model::workload::images(spec);
     crate::policy::resolve::plan(settings, index, namespace, requests, images)
@@ -475,7 +476,7 @@ pub struct Injection<'p> {
 /// [`crate::model::workload`] and [`MAX_INJECTED_ENTRIES`].
 pub fn pod_inject<'p>(
     fetchers: &crate::policy::Fetchers,
-    spec: Option<&serde_json::Value>,
+    spec: Option<&Json<'_>>,
     plan: &'p crate::policy::resolve::Plan,
 ) -> Injection<'p> {
     let (additions, warnings) = inject(fetchers, spec, plan);
@@ -566,7 +567,7 @@ impl patch::WriteJson for Entry<'_> {
 /// look up.
 struct Append<'k, 'p> {
     list: &'static str,
-    existing: Option<&'k Vec<serde_json::Value>>,
+    existing: Option<&'k [Json<'k>]>,
     added: Vec<Entry<'p>>,
     /// Key → (true: added, false: existing; position).
     by_key: Keys<'k>,
@@ -610,18 +611,18 @@ impl<'k> Keys<'k> {
 /// An item of a list with the key looked for.
 enum Found<'x, 'p> {
     /// The Pod's own.
-    Existing(&'x serde_json::Value),
+    Existing(&'x Json<'x>),
     /// Added by this injection.
     Added(&'x Entry<'p>),
 }
 
 impl<'k, 'p> Append<'k, 'p> {
     fn new(
-        parent: &'k serde_json::Value,
+        parent: &'k Json<'k>,
         list: &'static str,
-        key: fn(&serde_json::Value) -> Option<&str>,
+        key: fn(&'k Json<'k>) -> Option<&'k str>,
     ) -> Self {
-        let existing = parent.get(list).and_then(serde_json::Value::as_array);
+        let existing = json::array_at(parent, list);
         let mut by_key = Keys::Few(Vec::new());
         for (i, item) in existing.into_iter().flatten().enumerate() {
             if let Some(k) = key(item) {
@@ -662,16 +663,16 @@ impl<'k, 'p> Append<'k, 'p> {
     }
 }
 
-fn by_name(v: &serde_json::Value) -> Option<&str> {
-    v["name"].as_str()
+fn by_name<'k>(v: &'k Json<'k>) -> Option<&'k str> {
+    json::str_at(v, "name")
 }
 
-fn by_secret_ref(v: &serde_json::Value) -> Option<&str> {
-    v["secretRef"]["name"].as_str()
+fn by_secret_ref<'k>(v: &'k Json<'k>) -> Option<&'k str> {
+    json::str_at(json::get(v, "secretRef")?, "name")
 }
 
-fn by_mount_path(v: &serde_json::Value) -> Option<&str> {
-    v["mountPath"].as_str()
+fn by_mount_path<'k>(v: &'k Json<'k>) -> Option<&'k str> {
+    json::str_at(v, "mountPath")
 }
 
 /// A pod volume name for a credential: a DNS label, stable for the same credential.
@@ -683,11 +684,10 @@ pub fn volume_name(credential: &str) -> String {
 
 fn inject<'p>(
     fetchers: &crate::policy::Fetchers,
-    spec: Option<&serde_json::Value>,
+    spec: Option<&Json<'_>>,
     plan: &'p crate::policy::resolve::Plan,
 ) -> (patch::SpecAdditions<Entry<'p>>, Vec<String>) {
     use crate::policy::fetch;
-    use serde_json::Value;
     let mut warnings = Vec::new();
     let mut additions = patch::SpecAdditions::default();
     let Some(spec) = spec.filter(|s| s.is_object()) else {
@@ -751,7 +751,7 @@ fn inject<'p>(
     }
     pulls.finish(&mut additions.spec);
     for list in ["initContainers", "containers"] {
-        let Some(containers) = spec.get(list).and_then(Value::as_array) else {
+        let Some(containers) = json::array_at(spec, list) else {
             continue;
         };
         for (i, container) in containers.iter().enumerate() {
@@ -762,7 +762,7 @@ fn inject<'p>(
                 continue;
             }
             // A fetcher credgate added (seen again on a second pass) has what it needs.
-            let name = container["name"].as_str().unwrap_or_default();
+            let name = json::str_at(container, "name").unwrap_or_default();
             if list == "initContainers" && fetch_names.iter().any(|(_, c)| c == name) {
                 continue;
             }
@@ -780,7 +780,7 @@ fn inject<'p>(
                     None => vars.push(env, entry),
                     Some(Found::Added(added)) if *added == entry => {}
                     Some(Found::Existing(own))
-                        if patch::WriteJson::to_value(&entry).is_ok_and(|e| e == *own) => {}
+                        if patch::WriteJson::to_value(&entry).is_ok_and(|e| e == json::to_value(own)) => {}
                     Some(_) => warnings.push(format!(
                         "container {cname:?} sets {env} itself; its own value wins over the credential annotation"
                     )),
@@ -804,7 +804,7 @@ fn inject<'p>(
                             path,
                         },
                     ),
-                    Some(Found::Existing(m)) if m["name"] == name.as_str() => {}
+                    Some(Found::Existing(m)) if json::str_at(m, "name") == Some(name.as_str()) => {}
                     Some(Found::Added(Entry::Mount { name: added, .. })) if added == name => {}
                     Some(_) => warnings.push(format!(
                         "container {cname:?} already mounts something at {path}; credential {credential:?} is not mounted there"
@@ -870,8 +870,13 @@ mod pod_tests {
             &index(),
             "team-a",
             annotations.as_ref(),
-            p.get("spec"),
+            spec_of(p).as_ref(),
         )
+    }
+
+    /// The Pod's spec as the webhook reads it.
+    fn spec_of(p: &Value) -> Option<crate::model::json::Json<'_>> {
+        p.get("spec").map(crate::model::json::Json::from)
     }
 
     /// Containers × references is bounded, S3 and Git counting two each, and
@@ -963,7 +968,8 @@ mod pod_tests {
     /// The small operations and the warnings of a Pod's injection.
     fn injected(p: &Value) -> (Vec<json_patch::PatchOperation>, Vec<String>) {
         let plan = decide(p).unwrap();
-        let injection = super::pod_inject(&Settings::default().fetchers, p.get("spec"), &plan);
+        let spec = spec_of(p);
+        let injection = super::pod_inject(&Settings::default().fetchers, spec.as_ref(), &plan);
         (injection.additions.ops().unwrap(), injection.warnings)
     }
 
@@ -974,9 +980,10 @@ mod pod_tests {
         let mut out = p.clone();
         json_patch::patch(&mut out, &ops).unwrap();
         let plan = decide(p).unwrap();
-        let injection = super::pod_inject(&Settings::default().fetchers, p.get("spec"), &plan);
+        let spec = spec_of(p);
+        let injection = super::pod_inject(&Settings::default().fetchers, spec.as_ref(), &plan);
         let sent: Vec<json_patch::PatchOperation> =
-            serde_json::from_slice(&injection.additions.patch_json(p.get("spec")).unwrap())
+            serde_json::from_slice(&injection.additions.patch_json(spec.as_ref()).unwrap())
                 .unwrap();
         assert!(
             sent.len() == 1 && sent[0].path().as_str() == "/spec",

@@ -2,9 +2,11 @@
 //! and emits only what differs, so a patch applied twice changes nothing more
 //! and a reinvoked webhook answers with an empty patch.
 
+use crate::model::json::{self, Json};
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
 use serde_json::Value;
+use serde_json_borrow::ObjectAsVec;
 use std::collections::BTreeMap;
 
 /// Operations that make `metadata.annotations` carry each `(key, value)` of `wanted`.
@@ -112,10 +114,7 @@ impl WriteJson for Value {
     }
 }
 
-/// Writes `s` as a JSON string.
-pub fn write_str(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
-    serde_json::to_writer(out, s)
-}
+pub use crate::model::json::write_str;
 
 impl<E: WriteJson> SpecAdditions<E> {
     /// True when nothing is added.
@@ -180,14 +179,14 @@ impl<E: WriteJson> SpecAdditions<E> {
     /// /spec`, written straight from the request's spec with the entries in
     /// place: the same object the small operations make. A single operation,
     /// a larger spec, or no spec to write keep the small operations.
-    pub fn patch_json(&self, spec: Option<&Value>) -> Result<Vec<u8>, serde_json::Error> {
+    pub fn patch_json(&self, spec: Option<&Json<'_>>) -> Result<Vec<u8>, serde_json::Error> {
         if self.is_empty() {
             return Ok(Vec::new());
         }
         let folded = spec
             .filter(|_| self.op_count() >= 2)
             .filter(|spec| json_size_within(spec, REPLACE_MAX_SPEC_BYTES))
-            .and_then(Value::as_object);
+            .and_then(Json::as_object);
         let Some(spec) = folded else {
             return serde_json::to_vec(&self.ops()?);
         };
@@ -202,7 +201,7 @@ impl<E: WriteJson> SpecAdditions<E> {
     fn write_spec(
         &self,
         out: &mut Vec<u8>,
-        spec: &serde_json::Map<String, Value>,
+        spec: &ObjectAsVec<'_>,
     ) -> Result<(), serde_json::Error> {
         write_object(out, spec, &self.spec, |list| self.containers_of(list))
     }
@@ -235,7 +234,7 @@ impl Commas {
 /// and, in each of its lists, the `containers` additions in place.
 fn write_object<'a, E: WriteJson + 'a>(
     out: &mut Vec<u8>,
-    object: &serde_json::Map<String, Value>,
+    object: &ObjectAsVec<'_>,
     lists: &'a [ListAddition<E>],
     containers: impl Fn(&str) -> &'a [ContainerAdditions<E>],
 ) -> Result<(), serde_json::Error> {
@@ -247,12 +246,12 @@ fn write_object<'a, E: WriteJson + 'a>(
         Ok::<_, serde_json::Error>(())
     };
     out.push(b'{');
-    for (key, value) in object {
+    for (key, value) in object.iter() {
         let added = lists.iter().find(|a| a.list == key);
         let inner = containers(key);
         member(out, key)?;
         if added.is_none() && inner.is_empty() {
-            serde_json::to_writer(&mut *out, value)?;
+            json::write(out, value)?;
         } else {
             write_list(
                 out,
@@ -277,7 +276,7 @@ fn write_object<'a, E: WriteJson + 'a>(
 /// list, or not an object, is an error: it is never dropped.
 fn write_list<E: WriteJson>(
     out: &mut Vec<u8>,
-    existing: Option<&Vec<Value>>,
+    existing: Option<&[Json<'_>]>,
     containers: &[ContainerAdditions<E>],
     added: &[E],
 ) -> Result<(), serde_json::Error> {
@@ -297,7 +296,7 @@ fn write_list<E: WriteJson>(
                     additions.list, additions.index
                 )));
             }
-            (None, _) => serde_json::to_writer(&mut *out, item)?,
+            (None, _) => json::write(out, item)?,
         }
     }
     if let Some(additions) = containers.next() {
@@ -316,12 +315,12 @@ fn write_list<E: WriteJson>(
 
 /// Whether `value` encodes as JSON in at most about `budget` bytes; stops
 /// counting as soon as it is over, so it costs O(min(size, budget)).
-fn json_size_within(value: &Value, budget: usize) -> bool {
-    fn walk(value: &Value, left: &mut usize) -> bool {
+fn json_size_within(value: &Json<'_>, budget: usize) -> bool {
+    fn walk(value: &Json<'_>, left: &mut usize) -> bool {
         let own = match value {
-            Value::String(s) => s.len() + 2,
-            Value::Array(items) => items.len() + 2,
-            Value::Object(map) => map.keys().map(|k| k.len() + 4).sum::<usize>() + 2,
+            Json::Str(s) => s.len() + 2,
+            Json::Array(items) => items.len() + 2,
+            Json::Object(map) => map.keys().map(|k| k.len() + 4).sum::<usize>() + 2,
             _ => 8,
         };
         if own > *left {
@@ -329,8 +328,8 @@ fn json_size_within(value: &Value, budget: usize) -> bool {
         }
         *left -= own;
         match value {
-            Value::Array(items) => items.iter().all(|v| walk(v, left)),
-            Value::Object(map) => map.values().all(|v| walk(v, left)),
+            Json::Array(items) => items.iter().all(|v| walk(v, left)),
+            Json::Object(map) => map.values().all(|v| walk(v, left)),
             _ => true,
         }
     }
@@ -408,8 +407,9 @@ mod tests {
         };
         let ops = additions.ops().unwrap();
         assert_eq!(ops.len(), 7);
+        let doc_spec = doc.get("spec").map(Json::from);
         let sent: Vec<PatchOperation> =
-            serde_json::from_slice(&additions.patch_json(doc.get("spec")).unwrap()).unwrap();
+            serde_json::from_slice(&additions.patch_json(doc_spec.as_ref()).unwrap()).unwrap();
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].path().as_str(), "/spec");
         let patched = apply(&doc, ops.clone());
@@ -432,15 +432,18 @@ mod tests {
         assert_eq!(spec["nodeName"], "n");
         // Nothing to add: no patch at all.
         let none = SpecAdditions::<Value>::default();
-        assert!(none.patch_json(doc.get("spec")).unwrap().is_empty());
+        assert!(none.patch_json(doc_spec.as_ref()).unwrap().is_empty());
         // One operation, or no spec to write: the small operations.
         let one = SpecAdditions {
             spec: vec![list("imagePullSecrets", false, vec![json!({"name": "r"})])],
             containers: Vec::new(),
         };
         let small = |additions: &SpecAdditions<Value>, spec: Option<&Value>| {
-            serde_json::from_slice::<Vec<PatchOperation>>(&additions.patch_json(spec).unwrap())
-                .unwrap()
+            let spec = spec.map(Json::from);
+            serde_json::from_slice::<Vec<PatchOperation>>(
+                &additions.patch_json(spec.as_ref()).unwrap(),
+            )
+            .unwrap()
         };
         assert_eq!(small(&one, doc.get("spec")), one.ops().unwrap());
         assert_eq!(small(&additions, None), ops);
@@ -458,6 +461,7 @@ mod tests {
     #[test]
     fn additions_are_never_dropped() {
         let spec = json!({"containers": [{"name": "a"}, "b"]});
+        let spec = Json::from(&spec);
         let at = |index| SpecAdditions {
             spec: vec![ListAddition {
                 list: "imagePullSecrets",
@@ -485,6 +489,7 @@ mod tests {
     fn json_size_is_bounded_and_close() {
         let doc = json!({"containers": [{"name": "main", "image": "ghcr.io/org/train:1"}], "n": 3});
         let exact = serde_json::to_vec(&doc).unwrap().len();
+        let doc = Json::from(&doc);
         assert!(json_size_within(&doc, exact + 16));
         assert!(!json_size_within(&doc, exact / 2));
     }

@@ -131,20 +131,22 @@ pub fn workload(
         // stale after CREATE.
         return Ok(Allow::default());
     }
-    let (requests, images) = crate::model::workload::pod_json_parts(template)
+    let requests = crate::model::workload::pod_json_requests(template)
         .map_err(|e| Deny(format!("pod template: {e}")))?;
     // An UPDATE is checked only for the references it adds or changes.
-    let requests = match old_template.map(crate::model::workload::pod_json_parts) {
-        Some(Ok((old, _))) if change.operation == Operation::Update => requests.added_since(&old),
+    let requests = match old_template.map(crate::model::workload::pod_json_requests) {
+        Some(Ok(old)) if change.operation == Operation::Update => requests.added_since(&old),
         _ => requests,
     };
     if requests == crate::model::workload::Requests::default() {
         return Ok(Allow::default());
     }
+    let spec = template.get("spec").map(crate::model::json::Json::from);
     // Data sources are checked when they are added or changed (ratcheting, as above).
-    crate::policy::fetch::conflicts(template.get("spec"), &requests)
+    crate::policy::fetch::conflicts(spec.as_ref(), &requests)
         .map_err(|e| Deny(format!("pod template: {e}")))?;
     synced(settings, index, change.namespace)?;
+    let images = crate::model::workload::images(spec.as_ref());
     crate::policy::resolve::plan(settings, index, change.namespace, &requests, images)
         .map(|_| Allow::default())
         .map_err(|why| Deny(format!("pod template: {why}")))
