@@ -77,7 +77,7 @@ fn benches(c: &mut Criterion) {
     support::add_pod_credentials(&mut index, "project-1");
     let pod = support::training_pod("project-1");
     let annotations = support::annotations(&pod);
-    let spec = pod.get("spec").map(credgate::model::json::Json::from);
+    let spec = pod.get("spec").map(credgate::model::json::from_value);
     let spec = spec.as_ref();
     c.bench_function(
         "resolve + patch a 3-container pod with 5 credential references",

@@ -42,7 +42,7 @@ fn main() {
     let mut samples = Vec::with_capacity(100_000);
     // The admission path reads annotations from the typed metadata it decoded.
     let annotations = support::annotations(&pod);
-    let spec = pod.get("spec").map(credgate::model::json::Json::from);
+    let spec = pod.get("spec").map(credgate::model::json::from_value);
     let spec = spec.as_ref();
     for _ in 0..100_000 {
         let started = Instant::now();

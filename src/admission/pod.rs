@@ -24,8 +24,9 @@ struct Pod<'a> {
     spec: Option<crate::model::json::Json<'a>>,
 }
 
-/// A tree borrowing from the body (serde's `borrow` alone takes only `&str`
-/// and `Cow` fields).
+/// A tree borrowing from the body: serde_json_borrow's tree reads only from
+/// input that lives as long as it (`Deserialize<'de>` for `Value<'de>`), which
+/// the derive cannot express with `borrow` alone.
 fn borrowed<'de, D: serde::Deserializer<'de>>(
     json: D,
 ) -> Result<Option<crate::model::json::Json<'de>>, D::Error> {

@@ -211,7 +211,7 @@ fn decide(
             let annotations: Option<BTreeMap<String, String>> = value
                 .pointer("/metadata/annotations")
                 .and_then(|a| serde_json::from_value(a.clone()).ok());
-            let spec = value.get("spec").map(crate::model::json::Json::from);
+            let spec = value.get("spec").map(crate::model::json::from_value);
             match mutate::pod(
                 settings,
                 index,

@@ -1,8 +1,10 @@
 //! A Pod's spec as credgate reads it: a JSON tree that borrows its strings
 //! from the request ([`serde_json_borrow`]), members kept in their order,
-//! numbers as serde reads them. Reading it allocates only its objects and
-//! arrays; writing it back (into the patch) copies every string with
-//! nothing to escape as it is.
+//! numbers as serde reads them. Reading it allocates its objects and arrays,
+//! and only the strings and keys that hold escapes; writing it back (into
+//! the patch) copies every string with nothing to escape as it is. A key
+//! that appears twice reads and writes as its last member, as serde_json
+//! reads it.
 
 /// A JSON value borrowing from the request body.
 pub type Json<'a> = serde_json_borrow::Value<'a>;
@@ -47,7 +49,9 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
     Ok(())
 }
 
-/// Writes `value` as JSON, as serde_json would write the same value.
+/// Writes `value` as JSON: strings, numbers and escapes as serde_json writes
+/// them, members in their order, a duplicated key only once (its last member,
+/// the one serde_json keeps).
 pub fn write(out: &mut Vec<u8>, value: &Json<'_>) -> Result<(), serde_json::Error> {
     match value {
         Json::Str(s) => write_str(out, s),
@@ -62,9 +66,9 @@ pub fn write(out: &mut Vec<u8>, value: &Json<'_>) -> Result<(), serde_json::Erro
             out.push(b']');
             Ok(())
         }
-        Json::Object(members) => {
+        Json::Object(object) => {
             out.push(b'{');
-            for (i, (key, item)) in members.iter().enumerate() {
+            for (i, (key, item)) in members(object).enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
@@ -78,6 +82,57 @@ pub fn write(out: &mut Vec<u8>, value: &Json<'_>) -> Result<(), serde_json::Erro
         // Null, booleans and numbers.
         other => serde_json::to_writer(out, other),
     }
+}
+
+/// `value` as a borrowed tree, in linear time (serde_json_borrow's own
+/// conversion checks every key against the ones before it: quadratic in a
+/// large object). For the pod templates of workloads and the CLI, which
+/// arrive as `serde_json::Value`.
+pub fn from_value(value: &serde_json::Value) -> Json<'_> {
+    use serde_json::Value;
+    match value {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => Json::Number(u.into()),
+            (_, Some(i), _) => Json::Number(i.into()),
+            (_, _, Some(f)) => Json::Number(f.into()),
+            _ => Json::Null,
+        },
+        Value::String(s) => Json::Str(s.as_str().into()),
+        Value::Array(items) => Json::Array(items.iter().map(from_value).collect()),
+        Value::Object(members) => Json::Object(
+            members
+                .iter()
+                .map(|(k, v)| (k.as_str(), from_value(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// The members of an object as serde_json reads them: a key that appears
+/// more than once (only a client other than the API server can send one)
+/// keeps only its last member, here at that member's place. Linear: keys are
+/// compared while the object is small, hashed once it is large.
+pub fn members<'v, 'a>(
+    object: &'v serde_json_borrow::ObjectAsVec<'a>,
+) -> impl Iterator<Item = (&'v str, &'v Json<'a>)> {
+    const FEW: usize = 16;
+    let all = object.as_vec();
+    let mut later: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut last = vec![true; all.len()];
+    for (i, (key, _)) in all.iter().enumerate().rev() {
+        let key: &str = key;
+        last[i] = if all.len() <= FEW {
+            !all[i + 1..].iter().any(|(k, _)| &**k == key)
+        } else {
+            later.insert(key)
+        };
+    }
+    all.iter()
+        .zip(last)
+        .filter(|(_, last)| *last)
+        .map(|((k, v), _)| (&**k, v))
 }
 
 /// `value` as a `serde_json::Value` (for a rare comparison; allocates).
@@ -136,12 +191,27 @@ mod tests {
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            r#"{"b":[1,-2,3.5,1000.0,null,true,{}],"a":"x\"yé","c":{"d":[],"e":"\u0001"},"k":1,"k":2}"#
+            r#"{"b":[1,-2,3.5,1000.0,null,true,{}],"a":"x\"yé","c":{"d":[],"e":"\u0001"},"k":2}"#
         );
         assert_eq!(get(&tree, "k").and_then(|v| v.as_u64()), Some(2));
         assert_eq!(str_at(&tree, "a"), Some("x\"yé"));
         assert_eq!(array_at(&tree, "b").map(<[_]>::len), Some(7));
         assert_eq!(get(&tree, "z"), None);
         assert_eq!(to_value(&tree)["c"]["e"], "\u{1}");
+    }
+
+    /// A `serde_json::Value` converts whole, and in linear time: an object
+    /// of 200,000 keys (quadratic, that would be minutes).
+    #[test]
+    fn values_convert_whole_in_linear_time() {
+        let text = r#"{"b":[1,-2,3.5,18446744073709551615,null,true,{}],"a":"x\"y","c":{"d":[]}}"#;
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(to_value(&from_value(&value)), value);
+        let large: serde_json::Map<String, serde_json::Value> = (0..200_000)
+            .map(|i| (format!("k{i:06}"), serde_json::Value::Null))
+            .collect();
+        let large = serde_json::Value::Object(large);
+        let tree = from_value(&large);
+        assert_eq!(tree.as_object().map(|o| members(o).count()), Some(200_000));
     }
 }

@@ -876,7 +876,7 @@ mod pod_tests {
 
     /// The Pod's spec as the webhook reads it.
     fn spec_of(p: &Value) -> Option<crate::model::json::Json<'_>> {
-        p.get("spec").map(crate::model::json::Json::from)
+        p.get("spec").map(crate::model::json::from_value)
     }
 
     /// Containers × references is bounded, S3 and Git counting two each, and
@@ -943,6 +943,33 @@ mod pod_tests {
         );
         assert_eq!(containers[1], "not a container");
         assert_eq!(containers[2]["env"].as_array().unwrap().len(), 21);
+    }
+
+    /// A spec with a key twice (only a client other than the API server can
+    /// send one) reads as serde_json reads it, as its last member, and the one
+    /// `replace` gives the same Pod as the small operations.
+    #[test]
+    fn a_key_twice_reads_as_its_last_member() {
+        let text = r#"{"containers":"x","containers":[{"name":"a","image":"nginx"}],"volumes":[],"volumes":[{"name":"v","emptyDir":{}}]}"#;
+        let spec: crate::model::json::Json = serde_json::from_str(text).unwrap();
+        let mut p = pod(
+            json!({"run.ai/credentials-env": "DB_URL=db:url", "run.ai/credentials-volume": "db:/etc/db",
+                   "run.ai/image-pull-credentials": "none"}),
+            Value::Null,
+        );
+        p["spec"] = serde_json::from_str(text).unwrap();
+        let plan = decide(&p).unwrap();
+        let injection = super::pod_inject(&Settings::default().fetchers, Some(&spec), &plan);
+        let mut small = p.clone();
+        json_patch::patch(&mut small, &injection.additions.ops().unwrap()).unwrap();
+        let sent: Vec<json_patch::PatchOperation> =
+            serde_json::from_slice(&injection.additions.patch_json(Some(&spec)).unwrap()).unwrap();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        let mut replaced = p.clone();
+        json_patch::patch(&mut replaced, &sent).unwrap();
+        assert_eq!(replaced, small);
+        assert_eq!(small["spec"]["containers"][0]["env"][0]["name"], "DB_URL");
+        assert_eq!(small["spec"]["volumes"].as_array().map(Vec::len), Some(2));
     }
 
     /// A list's keys find the first item with each, whether few or many.

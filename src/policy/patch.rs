@@ -246,7 +246,7 @@ fn write_object<'a, E: WriteJson + 'a>(
         Ok::<_, serde_json::Error>(())
     };
     out.push(b'{');
-    for (key, value) in object.iter() {
+    for (key, value) in json::members(object) {
         let added = lists.iter().find(|a| a.list == key);
         let inner = containers(key);
         member(out, key)?;
@@ -317,20 +317,23 @@ fn write_list<E: WriteJson>(
 /// counting as soon as it is over, so it costs O(min(size, budget)).
 fn json_size_within(value: &Json<'_>, budget: usize) -> bool {
     fn walk(value: &Json<'_>, left: &mut usize) -> bool {
-        let own = match value {
-            Json::Str(s) => s.len() + 2,
-            Json::Array(items) => items.len() + 2,
-            Json::Object(map) => map.keys().map(|k| k.len() + 4).sum::<usize>() + 2,
-            _ => 8,
-        };
-        if own > *left {
-            return false;
+        fn take(left: &mut usize, n: usize) -> bool {
+            let within = n <= *left;
+            *left = left.saturating_sub(n);
+            within
         }
-        *left -= own;
         match value {
-            Json::Array(items) => items.iter().all(|v| walk(v, left)),
-            Json::Object(map) => map.values().all(|v| walk(v, left)),
-            _ => true,
+            Json::Str(s) => take(left, s.len() + 2),
+            Json::Array(items) => {
+                take(left, items.len() + 2) && items.iter().all(|v| walk(v, left))
+            }
+            Json::Object(map) => {
+                take(left, 2)
+                    && map
+                        .iter()
+                        .all(|(k, v)| take(left, k.len() + 4) && walk(v, left))
+            }
+            _ => take(left, 8),
         }
     }
     let mut left = budget;
@@ -407,7 +410,7 @@ mod tests {
         };
         let ops = additions.ops().unwrap();
         assert_eq!(ops.len(), 7);
-        let doc_spec = doc.get("spec").map(Json::from);
+        let doc_spec = doc.get("spec").map(json::from_value);
         let sent: Vec<PatchOperation> =
             serde_json::from_slice(&additions.patch_json(doc_spec.as_ref()).unwrap()).unwrap();
         assert_eq!(sent.len(), 1);
@@ -439,7 +442,7 @@ mod tests {
             containers: Vec::new(),
         };
         let small = |additions: &SpecAdditions<Value>, spec: Option<&Value>| {
-            let spec = spec.map(Json::from);
+            let spec = spec.map(json::from_value);
             serde_json::from_slice::<Vec<PatchOperation>>(
                 &additions.patch_json(spec.as_ref()).unwrap(),
             )
@@ -461,7 +464,7 @@ mod tests {
     #[test]
     fn additions_are_never_dropped() {
         let spec = json!({"containers": [{"name": "a"}, "b"]});
-        let spec = Json::from(&spec);
+        let spec = json::from_value(&spec);
         let at = |index| SpecAdditions {
             spec: vec![ListAddition {
                 list: "imagePullSecrets",
@@ -489,7 +492,7 @@ mod tests {
     fn json_size_is_bounded_and_close() {
         let doc = json!({"containers": [{"name": "main", "image": "ghcr.io/org/train:1"}], "n": 3});
         let exact = serde_json::to_vec(&doc).unwrap().len();
-        let doc = Json::from(&doc);
+        let doc = json::from_value(&doc);
         assert!(json_size_within(&doc, exact + 16));
         assert!(!json_size_within(&doc, exact / 2));
     }

@@ -141,7 +141,7 @@ pub fn workload(
     if requests == crate::model::workload::Requests::default() {
         return Ok(Allow::default());
     }
-    let spec = template.get("spec").map(crate::model::json::Json::from);
+    let spec = template.get("spec").map(crate::model::json::from_value);
     // Data sources are checked when they are added or changed (ratcheting, as above).
     crate::policy::fetch::conflicts(spec.as_ref(), &requests)
         .map_err(|e| Deny(format!("pod template: {e}")))?;
