@@ -119,20 +119,20 @@ pub fn members<'v, 'a>(
 ) -> impl Iterator<Item = (&'v str, &'v Json<'a>)> {
     const FEW: usize = 16;
     let all = object.as_vec();
-    let mut later: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    let mut last = vec![true; all.len()];
-    for (i, (key, _)) in all.iter().enumerate().rev() {
-        let key: &str = key;
-        last[i] = if all.len() <= FEW {
-            !all[i + 1..].iter().any(|(k, _)| &**k == key)
-        } else {
-            later.insert(key)
-        };
-    }
+    // Large objects: which members are last, found once from the end.
+    let last: Option<Vec<bool>> = (all.len() > FEW).then(|| {
+        let mut later = std::collections::HashSet::new();
+        let mut last: Vec<bool> = all.iter().rev().map(|(k, _)| later.insert(&**k)).collect();
+        last.reverse();
+        last
+    });
     all.iter()
-        .zip(last)
-        .filter(|(_, last)| *last)
-        .map(|((k, v), _)| (&**k, v))
+        .enumerate()
+        .filter(move |(i, (key, _))| match &last {
+            Some(last) => last[*i],
+            None => !all[i + 1..].iter().any(|(k, _)| k == key),
+        })
+        .map(|(_, (k, v))| (&**k, v))
 }
 
 /// `value` as a `serde_json::Value` (for a rare comparison; allocates).
@@ -213,5 +213,18 @@ mod tests {
         let large = serde_json::Value::Object(large);
         let tree = from_value(&large);
         assert_eq!(tree.as_object().map(|o| members(o).count()), Some(200_000));
+        // A key twice keeps its last member, in a small object and in a large one.
+        for size in [3, 40] {
+            let mut text: Vec<String> = (0..size).map(|i| format!("\"k{i}\":{i}")).collect();
+            text.push("\"k1\":-1".into());
+            let text = format!("{{{}}}", text.join(","));
+            let tree: Json = serde_json::from_str(&text).unwrap();
+            let kept: Vec<(&str, i64)> = members(tree.as_object().unwrap())
+                .map(|(k, v)| (k, v.as_i64().unwrap()))
+                .collect();
+            assert_eq!(kept.len(), size, "{text}");
+            assert_eq!(kept.last(), Some(&("k1", -1)));
+            assert!(!kept.contains(&("k1", 1)));
+        }
     }
 }
