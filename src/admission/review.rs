@@ -249,7 +249,7 @@ fn write_answer(body: &mut Vec<u8>, answer: &Answer) -> Result<(), serde_json::E
         body.extend_from_slice(part.as_bytes());
     }
     body.extend_from_slice(br#"","response":{"uid":"#);
-    crate::policy::patch::write_str(body, &answer.uid)?;
+    crate::model::json::write_str(body, &answer.uid)?;
     body.extend_from_slice(if answer.allowed {
         br#","allowed":true,"status":"#
     } else {

@@ -513,7 +513,7 @@ impl patch::WriteJson for Entry<'_> {
     /// The entry as the Kubernetes API spells it: member names written as
     /// they are, strings escaped by serde.
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        use patch::write_str;
+        use json::write_str;
         match self {
             Entry::Env { name, secret, key } => {
                 out.extend_from_slice(br#"{"name":"#);

@@ -114,8 +114,6 @@ impl WriteJson for Value {
     }
 }
 
-pub use crate::model::json::write_str;
-
 impl<E: WriteJson> SpecAdditions<E> {
     /// True when nothing is added.
     pub fn is_empty(&self) -> bool {
@@ -241,7 +239,7 @@ fn write_object<'a, E: WriteJson + 'a>(
     let mut commas = Commas::default();
     let mut member = |out: &mut Vec<u8>, key: &str| {
         commas.next(out);
-        write_str(out, key)?;
+        json::write_str(out, key)?;
         out.push(b':');
         Ok::<_, serde_json::Error>(())
     };
